@@ -1,0 +1,121 @@
+"""A population of learners whose success stories get published selectively.
+
+Chapter 1 uses it to show survivorship bias: the success rate seen in published
+stories is the success rate *conditional on publication*, which Bayes' rule
+relates to the true rate (the logic of Wald's bomber analysis;
+Mangel & Samaniego, JASA 1984).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["LearnerPopulation", "simulate_learners", "published_success_rate"]
+
+
+def _check_probability(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LearnerPopulation:
+    """Simulated learners, one entry per person (boolean arrays of shape ``(n,)``).
+
+    Attributes:
+        theory: whether the learner studied the theory.
+        success: whether their ML career worked out.
+        published: whether they wrote a public story about it.
+    """
+
+    theory: np.ndarray
+    success: np.ndarray
+    published: np.ndarray
+
+    def __len__(self) -> int:
+        return self.theory.size
+
+    def true_success_rate(self, theory: bool) -> float:
+        """Fraction of successes among all learners of one group."""
+        group = self.theory == theory
+        return float(self.success[group].mean())
+
+    def published_success_rate(self, theory: bool) -> float:
+        """Fraction of successes among the *published* stories of one group."""
+        group = (self.theory == theory) & self.published
+        if not group.any():
+            raise ValueError(f"no published stories in the group theory={theory}")
+        return float(self.success[group].mean())
+
+
+def simulate_learners(
+    n: int,
+    *,
+    theory_share: float = 0.5,
+    success_with_theory: float = 0.5,
+    success_without_theory: float = 0.2,
+    publish_if_success: float = 0.3,
+    publish_if_failure: float = 0.01,
+    rng: np.random.Generator | None = None,
+) -> LearnerPopulation:
+    r"""Draw ``n`` learners; each studies theory, succeeds and publishes at random.
+
+    Learner :math:`i` studies theory with probability ``theory_share``; succeeds with
+    probability ``success_with_theory`` or ``success_without_theory``; and, given the
+    outcome, publishes a story with probability ``publish_if_success`` or
+    ``publish_if_failure``, whatever the group.
+
+    Args:
+        n: number of learners (positive).
+        theory_share, success_with_theory, success_without_theory, publish_if_success,
+            publish_if_failure: probabilities in [0, 1].
+        rng: a ``numpy.random.Generator``; a fresh unseeded one when ``None``.
+
+    Returns:
+        A :class:`LearnerPopulation` with boolean arrays of shape ``(n,)``.
+    """
+    if not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    theory_share = _check_probability("theory_share", theory_share)
+    p_yes = _check_probability("success_with_theory", success_with_theory)
+    p_no = _check_probability("success_without_theory", success_without_theory)
+    pub_s = _check_probability("publish_if_success", publish_if_success)
+    pub_f = _check_probability("publish_if_failure", publish_if_failure)
+    rng = np.random.default_rng() if rng is None else rng
+
+    theory = rng.random(n) < theory_share
+    success = rng.random(n) < np.where(theory, p_yes, p_no)
+    published = rng.random(n) < np.where(success, pub_s, pub_f)
+    return LearnerPopulation(theory=theory, success=success, published=published)
+
+
+def published_success_rate(
+    success_rate: float | np.ndarray,
+    publish_if_success: float | np.ndarray,
+    publish_if_failure: float | np.ndarray,
+) -> np.ndarray:
+    r"""Success rate among published stories, by Bayes' rule.
+
+    .. math::
+        P(S \mid \text{pub}) = \frac{q_S\, p}{q_S\, p + q_F\, (1 - p)}
+        = \frac{k\, p}{k\, p + 1 - p}, \qquad k = q_S / q_F,
+
+    with true success rate :math:`p` and publishing probabilities :math:`q_S, q_F`.
+    Inputs broadcast; the result is a float array of their common shape.
+    """
+    p = np.asarray(success_rate, dtype=float)
+    q_s = np.asarray(publish_if_success, dtype=float)
+    q_f = np.asarray(publish_if_failure, dtype=float)
+    for name, value in (("success_rate", p), ("publish_if_success", q_s), ("publish_if_failure", q_f)):
+        if np.any((value < 0) | (value > 1)) or np.any(np.isnan(value)):
+            raise ValueError(f"{name} must hold probabilities in [0, 1]")
+    published_successes = q_s * p
+    denominator = published_successes + q_f * (1.0 - p)
+    if np.any(denominator == 0):
+        raise ValueError("no story is ever published: publish_if_success * success_rate "
+                         "+ publish_if_failure * (1 - success_rate) must be positive")
+    return published_successes / denominator
