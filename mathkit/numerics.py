@@ -1,0 +1,358 @@
+r"""Log-space helpers for the standard normal law, in PyTorch.
+
+Products of small probabilities underflow and differences of probabilities
+near one cancel. Every function here works with logarithms so that the far
+tails (``|x|`` up to hundreds of standard deviations) keep full relative
+precision, and every gradient stays finite where the mathematical one is.
+
+Notation: :math:`\phi` is the standard normal density and :math:`\Phi` its
+distribution function.
+
+=====================  ==========================================================
+``log_ndtr(x)``         :math:`\log \Phi(x)`, with a gradient :math:`\phi/\Phi` that
+                        stays accurate (:math:`\approx -x`) as :math:`x \to -\infty`
+``log1mexp(x)``         :math:`\log(1 - e^{x})` for :math:`x \le 0`
+``log_diff_exp(a, b)``  :math:`\log(e^{a} - e^{b})` for :math:`a \ge b`
+``ndtri_exp(y)``        :math:`\Phi^{-1}(e^{y})`, the inverse of ``log_ndtr``
+``log_normal_mass``     :math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b`
+``log_normal_pdf(x)``   :math:`\log\phi(x)`
+=====================  ==========================================================
+
+All functions accept tensors (or Python numbers, read as float64), broadcast
+their arguments, and return the broadcast shape in the input's floating dtype.
+Computation happens in float64 and is rounded once to the result dtype, because
+the float32 kernels of the underlying special functions lose digits in the tails
+(``torch.special.log_ndtr`` in float32 is off by ~4e-6 relative at x = 9). A
+value outside a function's domain raises a ``ValueError`` naming the argument
+and the constraint; NaN propagates as in torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["log_ndtr", "log1mexp", "log_diff_exp", "ndtri_exp", "log_normal_mass", "log_normal_pdf"]
+
+_LOG_2 = math.log(2.0)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+# Below this, exp(y) is subnormal in float64 and ndtri(exp(y)) loses digits:
+# ndtri_exp switches to an asymptotic start refined by Newton steps in log space.
+_NDTRI_EXP_ASYMPTOTIC_BELOW = -700.0
+_NEWTON_STEPS = 4
+
+Tensorlike = torch.Tensor | float | int
+
+
+def _check_real(value: Tensorlike, name: str) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError(f"Expected {name} to be a real tensor, got dtype {value.dtype}")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} to be a torch.Tensor or a real number, got {type(value).__name__}")
+
+
+def _as_float64(names: tuple[str, ...], *values: Tensorlike) -> tuple[torch.dtype, tuple[torch.Tensor, ...]]:
+    """Broadcast float64 copies of ``values`` and the dtype to return results in.
+
+    The result dtype follows torch's promotion (a Python number does not promote a
+    float32 tensor); all-number or integer input gives float64, the numerics default.
+    """
+    for value, name in zip(values, names):
+        _check_real(value, name)
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    dtype = torch.float64
+    if tensors:
+        dtype = torch.result_type(*values) if len(values) == 2 else tensors[0].dtype
+    if not dtype.is_floating_point:
+        dtype = torch.float64
+    device = tensors[0].device if tensors else None
+    as64 = [torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]
+    return dtype, tuple(torch.broadcast_tensors(*as64))
+
+
+def _require(condition: torch.Tensor, message: str) -> None:
+    # NaN compares False, so `~(x > bound)` lets NaN through and only rejects real violations.
+    if not bool(condition.all()):
+        raise ValueError(message)
+
+
+def _nonpositive_as_float64(value: Tensorlike, name: str, function: str) -> tuple[torch.dtype, torch.Tensor]:
+    """``_as_float64`` for one argument that must be <= 0 (a log-probability)."""
+    dtype, (value64,) = _as_float64((name,), value)
+    _require(~(value64 > 0), f"Expected parameter {name} of {function} to satisfy the constraint {name} <= 0")
+    return dtype, value64
+
+
+def log_normal_pdf(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log\phi(x) = -x^2/2 - \tfrac12\log 2\pi`, elementwise (no domain restriction)."""
+    return -0.5 * x * x - _HALF_LOG_2PI
+
+
+def _inverse_mills(x: torch.Tensor, log_cdf: torch.Tensor) -> torch.Tensor:
+    r""":math:`\phi(x)/\Phi(x)` for float64 ``x`` given ``log_cdf`` :math:`=\log\Phi(x)`.
+
+    For :math:`x < 0` it is :math:`1/(\sqrt{\pi/2}\,\mathrm{erfcx}(-x/\sqrt2))`: the scaled
+    complementary error function keeps it finite and relatively exact down to
+    :math:`x \approx -10^{300}`, where it behaves like :math:`-x`. For :math:`x \ge 0`,
+    :math:`\Phi \ge 1/2` and the quotient of logs is exact.
+    """
+    lower = 1.0 / (_SQRT_HALF_PI * torch.special.erfcx(-x.clamp(max=0.0) * _SQRT_HALF))
+    upper = torch.exp(log_normal_pdf(x.clamp(min=0.0)) - log_cdf.clamp(min=-_LOG_2))
+    return torch.where(x < 0, lower, upper)
+
+
+class _LogNdtr(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = torch.special.log_ndtr(x)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, out = ctx.saved_tensors
+        return grad * _inverse_mills(x, out)
+
+
+def _log_ndtr(x: torch.Tensor) -> torch.Tensor:
+    """``log_ndtr`` on a float64 tensor, without argument checks."""
+    return _LogNdtr.apply(x)
+
+
+def log_ndtr(x: Tensorlike) -> torch.Tensor:
+    r"""Logarithm of the standard normal distribution function, :math:`\log\Phi(x)`.
+
+    The value comes from ``torch.special.log_ndtr`` (accurate to a few ulp in
+    float64 over the whole real line). The gradient is the inverse Mills ratio
+
+    .. math:: \frac{d}{dx}\log\Phi(x) = \frac{\phi(x)}{\Phi(x)},
+
+    evaluated through ``erfcx`` for :math:`x<0`, so it stays finite and
+    relatively accurate (:math:`\approx -x`) far in the lower tail, where
+    torch's own backward returns ``inf`` (float64, :math:`x \lesssim -10^{10}`)
+    or ``0``/``nan`` (float32). At :math:`x=-\infty` the gradient is ``+inf``.
+
+    Args:
+        x: any shape.
+
+    Returns:
+        :math:`\log\Phi(x)`, same shape and dtype as ``x``.
+    """
+    dtype, (x64,) = _as_float64(("x",), x)
+    return _log_ndtr(x64).to(dtype)
+
+
+class _Log1mexp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.where(x > -_LOG_2, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        # d/dx log(1 - e^x) = -1/expm1(-x), -inf at x = 0. A zero upstream gradient
+        # (an entry masked out by torch.where downstream) contributes exactly zero
+        # instead of 0 * inf = NaN.
+        return torch.where(grad == 0, 0.0, grad / -torch.expm1(-x))
+
+
+def _log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log1mexp`` without argument checks."""
+    return _Log1mexp.apply(x)
+
+
+def log1mexp(x: Tensorlike) -> torch.Tensor:
+    r""":math:`\log(1 - e^{x})` for :math:`x \le 0`, accurate everywhere.
+
+    Uses ``log(-expm1(x))`` for :math:`x > -\log 2` and ``log1p(-exp(x))``
+    otherwise, the switch point that keeps both relatively exact
+    (Mächler, *Accurately computing log(1 - exp(-|a|))*, CRAN Rmpfr vignette, 2012).
+    ``log1mexp(0) = -inf`` and ``log1mexp(-inf) = 0``.
+
+    Raises:
+        ValueError: if any element of ``x`` is positive.
+    """
+    dtype, x64 = _nonpositive_as_float64(x, "x", "log1mexp")
+    return _log1mexp(x64).to(dtype)
+
+
+def _log_diff_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log_diff_exp`` without argument checks (``a >= b`` assumed)."""
+    a_finite = torch.isfinite(a)
+    # a = -inf forces b = -inf and the result -inf; a = +inf makes the result +inf.
+    # Give the unused branch a harmless input so neither the value nor the gradient is NaN.
+    a_safe = torch.where(a_finite, a, 0.0)
+    b_safe = torch.where(a_finite, b, -1.0)
+    return torch.where(a_finite, a_safe + _log1mexp(b_safe - a_safe), a)
+
+
+def log_diff_exp(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
+    r""":math:`\log(e^{a} - e^{b})` for :math:`a \ge b`, computed as :math:`a + \log(1 - e^{b-a})`.
+
+    Equal arguments give ``-inf``; ``b = -inf`` gives ``a``. Gradients are finite
+    unless the result is ``-inf``.
+
+    Args:
+        a, b: broadcastable tensors.
+
+    Raises:
+        ValueError: if any ``a < b``.
+    """
+    dtype, (a64, b64) = _as_float64(("a", "b"), a, b)
+    _require(~(a64 < b64), "Expected parameters a, b of log_diff_exp to satisfy the constraint a >= b")
+    return _log_diff_exp(a64, b64).to(dtype)
+
+
+def _ndtri_exp_start(y: torch.Tensor) -> torch.Tensor:
+    r"""A starting point for the Newton solve of :math:`\log\Phi(x) = y` when :math:`y \ll 0`.
+
+    From :math:`\log\Phi(x) \approx -x^2/2 - \log(-x) - \tfrac12\log 2\pi`:
+    with :math:`t = -2y - \log 2\pi`, :math:`x \approx -\sqrt{t - \log t}`.
+    """
+    t = -2.0 * y - 2.0 * _HALF_LOG_2PI
+    return -torch.sqrt(t - torch.log(t))
+
+
+def _ndtri_exp_value(y: torch.Tensor) -> torch.Tensor:
+    """``ndtri_exp`` on float64 ``y <= 0``, no autograd."""
+    # exp(y) and -expm1(y) are both exact in relative terms on their side of -log 2,
+    # and torch's ndtri (the Cephes algorithm) is accurate down to the smallest normal p.
+    x = torch.where(
+        y > -_LOG_2,
+        -torch.special.ndtri(-torch.expm1(y.clamp(min=-_LOG_2))),
+        torch.special.ndtri(torch.exp(y.clamp(max=-_LOG_2))),
+    )
+    deep = y < _NDTRI_EXP_ASYMPTOTIC_BELOW
+    if bool(deep.any()):
+        y_deep = y[deep]
+        z = _ndtri_exp_start(y_deep)
+        for _ in range(_NEWTON_STEPS):
+            # Newton on the concave log Phi: its slope is the inverse Mills ratio.
+            log_cdf = torch.special.log_ndtr(z)
+            z = z - (log_cdf - y_deep) / _inverse_mills(z, log_cdf)
+        x[deep] = torch.where(torch.isneginf(y_deep), y_deep, z)
+    return x
+
+
+class _NdtriExp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        x = _ndtri_exp_value(y)
+        ctx.save_for_backward(x, y)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        # dx/dy = Phi(x)/phi(x), the reciprocal of d log Phi / dx.
+        x, y = ctx.saved_tensors
+        return grad / _inverse_mills(x, y)
+
+
+def _ndtri_exp(y: torch.Tensor) -> torch.Tensor:
+    """``ndtri_exp`` on a float64 tensor, without argument checks."""
+    return _NdtriExp.apply(y)
+
+
+def ndtri_exp(y: Tensorlike) -> torch.Tensor:
+    r"""The standard normal quantile of :math:`e^{y}`: :math:`x = \Phi^{-1}(e^{y})`, :math:`y \le 0`.
+
+    The inverse of :func:`log_ndtr`, as ``scipy.special.ndtri_exp``. Accurate
+    where the probability itself is not representable: :math:`y = -800`
+    (:math:`e^{y}` underflows) and :math:`y = -10^{-20}` (:math:`1 - e^{y}` is
+    below the float64 spacing at 1). The bulk uses ``ndtri`` of
+    :math:`e^{y}` or of :math:`-\mathrm{expm1}(y)`; below :math:`y=-700` an
+    asymptotic start is refined by Newton steps on :math:`\log\Phi(x) = y`.
+    The gradient is :math:`dx/dy = \Phi(x)/\phi(x)`.
+
+    Args:
+        y: log-probabilities, any shape.
+
+    Returns:
+        Quantiles, same shape and dtype as ``y``; ``-inf`` at ``y = -inf`` and ``+inf`` at ``y = 0``.
+
+    Raises:
+        ValueError: if any element of ``y`` is positive.
+    """
+    dtype, y64 = _nonpositive_as_float64(y, "y", "ndtri_exp")
+    return _ndtri_exp(y64).to(dtype)
+
+
+def _log_normal_mass_value(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log_normal_mass`` on float64 ``a <= b``, no autograd."""
+    # Reflect [a, b] to [-b, -a] when it lies right of 0, so the endpoint
+    # probabilities are the small ones: Phi(b) - Phi(a) = Phi(-a) - Phi(-b).
+    right = a > 0
+    lo = torch.where(right, -b, a)
+    hi = torch.where(right, -a, b)
+    # Far tail: a difference of two small probabilities, taken in log space.
+    far = _log_diff_exp(torch.special.log_ndtr(hi), torch.special.log_ndtr(lo))
+    # Around 0 (lo < 0 < hi) with small tails: 1 - Phi(lo) - Phi(-hi), exact via log1p.
+    tails = torch.special.ndtr(lo) + torch.special.ndtr(-hi)
+    wide = torch.log1p(-tails)
+    # Otherwise (near 0, or narrow): (erf(hi/sqrt2) - erf(lo/sqrt2))/2, where erf is
+    # relatively exact near 0, so narrow intervals there do not cancel against 1/2.
+    near = torch.log(0.5 * (torch.erf(hi * _SQRT_HALF) - torch.erf(lo * _SQRT_HALF)))
+    return torch.where(hi <= -1.0, far, torch.where((hi > 0) & (tails < 0.5), wide, near))
+
+
+class _LogNormalMass(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = _log_normal_mass_value(a, b)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b, out = ctx.saved_tensors
+        return -grad * _density_over_mass(a, out), grad * _density_over_mass(b, out)
+
+
+def _density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
+    r""":math:`\phi(x)/M` from :math:`\log M`, with ``0`` at infinite ``x`` (also when :math:`M = 0`)."""
+    log_pdf = log_normal_pdf(x)
+    finite = torch.isfinite(log_pdf)
+    return torch.where(finite, torch.exp(torch.where(finite, log_pdf - log_mass, 0.0)), 0.0)
+
+
+def _log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log_normal_mass`` on broadcast float64 tensors, without argument checks."""
+    return _LogNormalMass.apply(a, b)
+
+
+def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
+    r"""Log of the standard normal mass of :math:`[a, b]`: :math:`\log(\Phi(b) - \Phi(a))`.
+
+    Stable for any :math:`a \le b` on the extended real line: intervals in
+    either far tail (by reflection, :math:`\Phi(b) - \Phi(a) = \Phi(-a) - \Phi(-b)`,
+    taken as a difference in log space), wide intervals around zero (``log1p`` of
+    the two tail masses), intervals near zero (a difference of ``erf`` values,
+    relatively exact there), infinite bounds, and :math:`a = b` (``-inf``).
+    Accuracy degrades only for intervals far out and much narrower than the
+    distance to 0 (width :math:`w` at :math:`|a|`: about :math:`10^{-16}|a|/w`
+    relative), and a width below ~1e-300 underflows to ``-inf``. Gradients
+
+    .. math:: \frac{\partial}{\partial a} = -\frac{\phi(a)}{\Phi(b)-\Phi(a)},\qquad
+              \frac{\partial}{\partial b} = \frac{\phi(b)}{\Phi(b)-\Phi(a)}
+
+    are formed from logs, so they are finite for every :math:`a < b` and exactly
+    0 at an infinite bound. Scipy's ``scipy.stats._continuous_distns._log_gauss_mass``
+    follows the same case split.
+
+    Args:
+        a, b: broadcastable lower and upper bounds.
+
+    Returns:
+        The log-mass, in the broadcast shape and promoted dtype.
+
+    Raises:
+        ValueError: if any ``a > b``.
+    """
+    dtype, (a64, b64) = _as_float64(("a", "b"), a, b)
+    _require(~(a64 > b64), "Expected parameters a, b of log_normal_mass to satisfy the constraint a <= b")
+    return _log_normal_mass(a64, b64).to(dtype)
