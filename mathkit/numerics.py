@@ -8,15 +8,13 @@ precision, and every gradient stays finite where the mathematical one is.
 Notation: :math:`\phi` is the standard normal density and :math:`\Phi` its
 distribution function.
 
-=====================  ==========================================================
-``log_ndtr(x)``         :math:`\log \Phi(x)`, with a gradient :math:`\phi/\Phi` that
-                        stays accurate (:math:`\approx -x`) as :math:`x \to -\infty`
-``log1mexp(x)``         :math:`\log(1 - e^{x})` for :math:`x \le 0`
-``log_diff_exp(a, b)``  :math:`\log(e^{a} - e^{b})` for :math:`a \ge b`
-``ndtri_exp(y)``        :math:`\Phi^{-1}(e^{y})`, the inverse of ``log_ndtr``
-``log_normal_mass``     :math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b`
-``log_normal_pdf(x)``   :math:`\log\phi(x)`
-=====================  ==========================================================
+- ``log_ndtr(x)``: :math:`\log \Phi(x)`, with a gradient :math:`\phi/\Phi` that stays
+  accurate (:math:`\approx -x`) as :math:`x \to -\infty`;
+- ``log1mexp(x)``: :math:`\log(1 - e^{x})` for :math:`x \le 0`;
+- ``log_diff_exp(a, b)``: :math:`\log(e^{a} - e^{b})` for :math:`a \ge b`;
+- ``ndtri_exp(y)``: :math:`\Phi^{-1}(e^{y})`, the inverse of ``log_ndtr``;
+- ``log_normal_mass(a, b)``: :math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b`;
+- ``log_normal_pdf(x)``: :math:`\log\phi(x)`.
 
 All functions accept tensors (or Python numbers, read as float64), broadcast
 their arguments, and return the broadcast shape in the input's floating dtype.
@@ -87,6 +85,16 @@ def _nonpositive_as_float64(value: Tensorlike, name: str, function: str) -> tupl
     return dtype, value64
 
 
+def _chain(grad: torch.Tensor, derivative: torch.Tensor) -> torch.Tensor:
+    """``grad * derivative`` for a custom backward, with exact zeros where ``grad`` is zero.
+
+    An entry that a ``torch.where`` downstream masked out gets a zero upstream
+    gradient; it must contribute zero, not ``0 * inf = NaN``, when its local
+    derivative is infinite (an infinite bound, an empty interval).
+    """
+    return torch.where(grad == 0, 0.0, grad * derivative)
+
+
 def log_normal_pdf(x: torch.Tensor) -> torch.Tensor:
     r""":math:`\log\phi(x) = -x^2/2 - \tfrac12\log 2\pi`, elementwise (no domain restriction)."""
     return -0.5 * x * x - _HALF_LOG_2PI
@@ -115,7 +123,7 @@ class _LogNdtr(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, out = ctx.saved_tensors
-        return grad * _inverse_mills(x, out)
+        return _chain(grad, _inverse_mills(x, out))
 
 
 def _log_ndtr(x: torch.Tensor) -> torch.Tensor:
@@ -155,10 +163,8 @@ class _Log1mexp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        # d/dx log(1 - e^x) = -1/expm1(-x), -inf at x = 0. A zero upstream gradient
-        # (an entry masked out by torch.where downstream) contributes exactly zero
-        # instead of 0 * inf = NaN.
-        return torch.where(grad == 0, 0.0, grad / -torch.expm1(-x))
+        # d/dx log(1 - e^x) = -1/expm1(-x), -inf at x = 0
+        return _chain(grad, -1.0 / torch.expm1(-x))
 
 
 def _log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +256,7 @@ class _NdtriExp(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         # dx/dy = Phi(x)/phi(x), the reciprocal of d log Phi / dx.
         x, y = ctx.saved_tensors
-        return grad / _inverse_mills(x, y)
+        return _chain(grad, 1.0 / _inverse_mills(x, y))
 
 
 def _ndtri_exp(y: torch.Tensor) -> torch.Tensor:
@@ -310,19 +316,24 @@ class _LogNormalMass(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b, out = ctx.saved_tensors
-        return -grad * _density_over_mass(a, out), grad * _density_over_mass(b, out)
+        return _chain(grad, -_density_over_mass(a, out)), _chain(grad, _density_over_mass(b, out))
 
 
 def _density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
-    r""":math:`\phi(x)/M` from :math:`\log M`, with ``0`` at infinite ``x`` (also when :math:`M = 0`)."""
-    log_pdf = log_normal_pdf(x)
-    finite = torch.isfinite(log_pdf)
-    return torch.where(finite, torch.exp(torch.where(finite, log_pdf - log_mass, 0.0)), 0.0)
+    r""":math:`\phi(x)/M` from :math:`\log M`, exactly ``0`` at infinite ``x`` (also when :math:`M = 0`).
+
+    Differentiable with finite gradients at infinite ``x`` (the double-``where``
+    trick: the unused branch only ever sees ``x = 0``).
+    """
+    finite = torch.isfinite(x)
+    x_safe = torch.where(finite, x, 0.0)
+    return torch.where(finite, torch.exp(log_normal_pdf(x_safe) - log_mass), 0.0)
 
 
 def _log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``log_normal_mass`` on broadcast float64 tensors, without argument checks."""
-    return _LogNormalMass.apply(a, b)
+    """``log_normal_mass`` on float64 tensors, without argument checks."""
+    # broadcast outside the Function, so autograd reduces each gradient to its input's shape
+    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b))
 
 
 def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:

@@ -71,8 +71,11 @@ def simulate_learners(
 
     Args:
         n: number of learners (positive).
-        theory_share, success_with_theory, success_without_theory, publish_if_success,
-            publish_if_failure: probabilities in [0, 1].
+        theory_share: probability that a learner studies the theory.
+        success_with_theory: success probability of a learner who studied it.
+        success_without_theory: success probability of a learner who skipped it.
+        publish_if_success: probability that a success is written up.
+        publish_if_failure: probability that a failure is written up.
         rng: a ``numpy.random.Generator``; a fresh unseeded one when ``None``.
 
     Returns:
