@@ -1,0 +1,698 @@
+r"""Gaussian-process regression from an exact Cholesky solve to a million points.
+
+:class:`GPRegressor` fits a zero-mean GP with Gaussian noise by maximising the log
+marginal likelihood (Rasmussen & Williams 2006, eq. 2.30)
+
+.. math:: \log p(y \mid X, \theta) = -\tfrac12 y^\top \hat K^{-1} y - \tfrac12 \log|\hat K|
+          - \tfrac n2 \log 2\pi, \qquad \hat K = K_\theta(X, X) + \sigma^2 I,
+
+with one of three ways to handle :math:`\hat K`:
+
+- ``"cholesky"``: exact, :math:`O(n^3)` time and :math:`O(n^2)` memory.
+- ``"cg"``: BBMM (Gardner et al. 2018): batched preconditioned conjugate gradients,
+  stochastic Lanczos quadrature for the log-determinant, stochastic trace estimates for the
+  gradient; only kernel-matrix products are needed, computed in row blocks.
+- ``"ski"``: KISS-GP (Wilson & Nickisch 2015) for 1-D and 2-D inputs:
+  :math:`K \approx W K_{UU} W^\top` with a regular grid ``U`` and sparse cubic interpolation
+  weights ``W``. In 1-D, :math:`W^\top W` and :math:`W^\top y` are computed once and each
+  likelihood evaluation costs :math:`O(m^3)` in the grid size ``m``, independent of ``n``;
+  on 2-D grids the block-Toeplitz grid kernel is multiplied by FFT inside CG.
+
+Kernels (:class:`RBF`, :class:`Matern`, :class:`Periodic`, ``+``, ``*``) live in
+:mod:`mathkit.kernels` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from mathkit import kernels
+from mathkit.linalg import GridInterpolation, batched_cg, lanczos_logdet, pivoted_cholesky, toeplitz_matmul
+from mathkit.kernels import RBF, Kernel, Matern, Periodic, Product, Sum
+
+__all__ = ["GPRegressor", "Kernel", "RBF", "Matern", "Periodic", "Sum", "Product", "kernels"]
+
+_METHODS = ("auto", "cholesky", "cg", "ski")
+#: ``method="auto"`` uses the exact solver up to this many points ...
+AUTO_EXACT_MAX = 3000
+#: ... and SKI (for 1-D/2-D inputs with a stationary kernel) from this many points on.
+AUTO_SKI_MIN = 20000
+_LOG_BOUNDS = (math.log(1e-5), math.log(1e5))
+
+
+class GPRegressor:
+    r"""Gaussian-process regression, scikit-learn style, with torch inside.
+
+    Parameters
+    ----------
+    kernel : Kernel, optional
+        Prior covariance (its hyperparameters are the starting point of the fit).
+        Default ``RBF()``.
+    noise : float, optional
+        Noise *variance* :math:`\sigma^2`. ``None`` (default) learns it; a float fixes it
+        (scikit-learn's ``alpha``).
+    method : {"auto", "cholesky", "cg", "ski"}
+        ``"auto"``: Cholesky for ``n <= 3000``; SKI for ``n >= 20000`` with 1-D/2-D inputs
+        and a stationary kernel; CG otherwise.
+    normalize_y : bool
+        Subtract the mean of ``y`` and divide by its standard deviation before fitting (the
+        likelihood is then that of the standardised targets, as in scikit-learn).
+    optimizer : {"lbfgs", None}
+        ``None`` keeps the given hyperparameters.
+    subset_sizes : tuple of int
+        Nested random subsets fitted exactly first (a warm start); the full data then gets
+        at most ``refine_steps`` quasi-Newton steps, the Hessian taken from the last subset.
+        Hyperparameters are intensive (they do not grow with ``n``), so a subset lands close.
+    grid_size : int or tuple of int, optional
+        SKI grid points per axis (default from ``n``: :math:`\min(2000, \max(100, 4\sqrt n))`
+        in 1-D, :math:`\min(150, \max(20, 2 n^{1/4}))` per axis in 2-D).
+    n_probes, precond_rank, cg_tol, max_cg_iter : CG and SKI-CG settings.
+    random_state : int
+        Seeds the subsets and probe vectors, so fits are reproducible.
+
+    Attributes
+    ----------
+    kernel_ : Kernel with fitted hyperparameters (``kernel_.lengthscale``, ...).
+    noise_ : float, fitted (or fixed) noise variance.
+    method_ : str, the method used.
+    """
+
+    def __init__(self, kernel: Kernel | None = None, noise: float | None = None,
+                 method: str = "auto", normalize_y: bool = False, *, optimizer: str | None = "lbfgs",
+                 subset_sizes: tuple[int, ...] = (500, 1000, 2000), refine_steps: int = 4,
+                 grid_size: int | tuple[int, ...] | None = None, n_probes: int = 16,
+                 precond_rank: int = 30, cg_tol: float = 1e-5, max_cg_iter: int = 1000,
+                 random_state: int = 0) -> None:
+        self.kernel = kernel
+        self.noise = noise
+        self.method = method
+        self.normalize_y = normalize_y
+        self.optimizer = optimizer
+        self.subset_sizes = subset_sizes
+        self.refine_steps = refine_steps
+        self.grid_size = grid_size
+        self.n_probes = n_probes
+        self.precond_rank = precond_rank
+        self.cg_tol = cg_tol
+        self.max_cg_iter = max_cg_iter
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        if self.kernel is not None and not isinstance(self.kernel, Kernel):
+            raise TypeError(f"kernel must be a mathkit.gp Kernel, got {type(self.kernel).__name__}")
+        if self.noise is not None:
+            if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise > 0):
+                raise ValueError(f"noise must be None (learned) or a positive finite variance, got {self.noise}")
+        if self.method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if self.optimizer not in ("lbfgs", None):
+            raise ValueError(f"optimizer must be 'lbfgs' or None, got {self.optimizer!r}")
+
+    def _resolve_method(self, X: torch.Tensor, kernel: Kernel) -> str:
+        n, d = X.shape
+        if self.method == "ski":
+            if d > 2:
+                raise ValueError(f"method='ski' supports 1-D and 2-D inputs, got X with {d} columns")
+            if not kernel.stationary:
+                raise ValueError("method='ski' needs a stationary kernel")
+            return "ski"
+        if self.method != "auto":
+            return self.method
+        if n <= AUTO_EXACT_MAX:
+            return "cholesky"
+        if n >= AUTO_SKI_MIN and d <= 2 and kernel.stationary:
+            return "ski"
+        return "cg"
+
+    def _settings(self) -> dict[str, Any]:
+        return dict(grid_size=self.grid_size, n_probes=self.n_probes, precond_rank=self.precond_rank,
+                    cg_tol=self.cg_tol, max_cg_iter=self.max_cg_iter, seed=self.random_state)
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y) -> "GPRegressor":
+        """Maximise the log marginal likelihood over the kernel hyperparameters (and the
+        noise variance when ``noise=None``). ``X``: ``(n,)`` or ``(n, d)``; ``y``: ``(n,)``."""
+        self._check_params()
+        X_t, y_t = _check_Xy(X, y)
+        self._torch_out = isinstance(X, torch.Tensor)
+        self.X_train_ = X_t
+        if self.normalize_y:
+            self._y_mean, self._y_std = float(y_t.mean()), float(y_t.std(correction=0))
+            self._y_std = self._y_std if self._y_std > 0 else 1.0
+        else:
+            self._y_mean, self._y_std = 0.0, 1.0
+        y_n = (y_t - self._y_mean) / self._y_std
+        kernel = (self.kernel or RBF()).clone()
+        self.method_ = self._resolve_method(X_t, kernel)
+        theta = self._initial_theta(kernel)
+        backend = BACKENDS[self.method_](kernel, X_t, y_n, self.noise, **self._settings())
+        if self.optimizer is not None and len(theta) > 0:
+            theta = self._optimise(kernel, X_t, y_n, backend, theta)
+        backend.condition(theta)
+        self._backend = backend
+        self.kernel_ = kernel
+        kernel.set_log_params(theta[: kernel.n_params])
+        self.noise_ = float(self.noise) if self.noise is not None else math.exp(float(theta[-1]))
+        return self
+
+    def _initial_theta(self, kernel: Kernel) -> torch.Tensor:
+        theta = kernel.get_log_params()
+        if self.noise is None:
+            theta = torch.cat([theta, torch.tensor([math.log(1e-1)], dtype=torch.float64)])
+        return theta
+
+    def _optimise(self, kernel, X, y, backend, theta):
+        n = len(y)
+        rng = np.random.default_rng(self.random_state)
+        perm = torch.from_numpy(rng.permutation(n))
+        last = None
+        sizes = [s for s in self.subset_sizes if 2 * s <= n]
+        if not sizes and not backend.deterministic:
+            sizes = [min(n, min(self.subset_sizes))]  # stochastic objectives need a warm start
+        for size in sizes:
+            last = ExactBackend(kernel, X[perm[:size]], y[perm[:size]], self.noise)
+            last.profile = True
+            theta = last.rescale(_lbfgs(last.value_and_grad, theta))
+        exact = isinstance(backend, ExactBackend)
+        backend.profile = exact
+        if last is None or (self.method_ == "ski" and backend.deterministic):
+            # Full L-BFGS: the exact path for small n, and 1-D SKI whose steps cost O(m^3).
+            theta = _lbfgs(backend.value_and_grad, theta)
+        else:
+            last.profile = exact
+            hessian = _finite_difference_hessian(last.value_and_grad, theta) * (n / len(last.y))
+            flat = backend.scale_direction() if exact and self.noise is None else None
+            theta = _quasi_newton(backend.value_and_grad, theta, hessian, self.refine_steps,
+                                  check_value=backend.deterministic, flat=flat)
+        return backend.rescale(theta) if exact else theta
+
+    # ----------------------------------------------------------------- predict
+    def predict(self, X, return_std: bool = False):
+        """Posterior mean of f at ``X`` (and its standard deviation, noise excluded)."""
+        if not hasattr(self, "_backend"):
+            raise RuntimeError("GPRegressor is not fitted yet: call fit(X, y) first")
+        X_t = _check_X(X, "X")
+        if X_t.shape[1] != self.X_train_.shape[1]:
+            raise ValueError(f"X has {X_t.shape[1]} columns, the training inputs had {self.X_train_.shape[1]}")
+        mean, var = self._backend.predict(X_t, return_std)
+        mean = mean * self._y_std + self._y_mean
+        out = [mean] + ([torch.sqrt(var.clamp_min(0.0)) * self._y_std] if return_std else [])
+        out = [o if self._torch_out else o.cpu().numpy() for o in out]
+        return tuple(out) if return_std else out[0]
+
+    def log_marginal_likelihood(self) -> float:
+        """log p(y | X, fitted hyperparameters); an unbiased-in-spirit stochastic estimate for
+        ``"cg"`` and 2-D ``"ski"``, the SKI model's exact value for 1-D ``"ski"``."""
+        if not hasattr(self, "_backend"):
+            raise RuntimeError("GPRegressor is not fitted yet: call fit(X, y) first")
+        return float(self._backend.lml)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_X(X, name: str) -> torch.Tensor:
+    X_t = as_float64(X)
+    if X_t.ndim == 1:
+        X_t = X_t[:, None]
+    if X_t.ndim != 2:
+        raise ValueError(f"{name} must have shape (n,) or (n, d), got {tuple(X_t.shape)}")
+    if X_t.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row")
+    if not torch.isfinite(X_t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return X_t
+
+
+def _check_Xy(X, y) -> tuple[torch.Tensor, torch.Tensor]:
+    X_t = _check_X(X, "X")
+    y_t = as_float64(y)
+    if y_t.ndim != 1:
+        raise ValueError(f"y must have shape (n,), got {tuple(y_t.shape)}")
+    if len(y_t) != len(X_t):
+        raise ValueError(f"X and y must have the same length, got {len(X_t)} and {len(y_t)}")
+    if not torch.isfinite(y_t).all():
+        raise ValueError("y contains NaN or infinite values")
+    return X_t, y_t
+
+
+def _lbfgs(value_and_grad, theta: torch.Tensor) -> torch.Tensor:
+    """Minimise the negative log marginal likelihood with scipy's L-BFGS-B in log space."""
+
+    def fun(x):
+        value, grad = value_and_grad(torch.from_numpy(x))
+        return float(value), grad.numpy()
+
+    res = scipy.optimize.minimize(fun, theta.numpy(), jac=True, method="L-BFGS-B",
+                                  bounds=[_LOG_BOUNDS] * len(theta))
+    return torch.from_numpy(res.x)
+
+
+def _finite_difference_hessian(value_and_grad, theta: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Hessian of the negative log likelihood by forward differences of its exact gradient."""
+    _, g0 = value_and_grad(theta)
+    cols = []
+    for j in range(len(theta)):
+        step = torch.zeros_like(theta)
+        step[j] = eps
+        cols.append((value_and_grad(theta + step)[1] - g0) / eps)
+    H = torch.stack(cols, 1)
+    return 0.5 * (H + H.T)
+
+
+def _quasi_newton(value_and_grad, theta, hessian, steps: int, check_value: bool,
+                  flat: torch.Tensor | None = None, tol: float = 1e-4) -> torch.Tensor:
+    """A few Newton steps on the full data with a borrowed Hessian, updated by BFGS.
+
+    The subset Hessian, scaled by ``n / n_subset``, models the full likelihood's curvature
+    well enough that one or two exact-gradient steps close most of the remaining gap.
+    Stops when the predicted decrease :math:`\\frac12 g^\\top H^{-1} g` is below ``tol`` nats.
+    ``flat`` is a direction the objective does not change along (a profiled scale); steps
+    are kept orthogonal to it.
+    """
+    project = (lambda v: v) if flat is None else (lambda v: v - (v @ flat) / (flat @ flat) * flat)
+    evals, evecs = torch.linalg.eigh(hessian)
+    H = evecs @ torch.diag(evals.clamp_min(1e-6 * evals.abs().max())) @ evecs.T
+    value, grad = value_and_grad(theta)
+    for _ in range(steps):
+        step = project(-torch.linalg.lstsq(H, grad[:, None]).solution[:, 0])
+        if 0.5 * float(-grad @ step) < tol:
+            break
+        step = step * min(1.0, 1.0 / float(step.abs().max()))  # trust region of e in each scale
+        for _ in range(4):
+            new = (theta + step).clamp(*_LOG_BOUNDS)
+            new_value, new_grad = value_and_grad(new)
+            if not check_value or new_value <= value:
+                break
+            step = step / 2
+        else:
+            warnings.warn("GP refinement could not improve the likelihood; keeping the subset fit")
+            break
+        s, yk = new - theta, new_grad - grad
+        if float(s @ yk) > 0:
+            Hs = H @ s
+            H = H - torch.outer(Hs, Hs) / (s @ Hs) + torch.outer(yk, yk) / (s @ yk)
+        theta, value, grad = new, new_value, new_grad
+    return theta
+
+
+# --------------------------------------------------------------------- backends
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def as_float64(a) -> torch.Tensor:
+    """numpy/list/torch input as a detached float64 tensor (no copy when already one)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().to(torch.float64)
+    return torch.as_tensor(np.asarray(a, dtype=np.float64))
+
+
+class _Backend:
+    """One way of evaluating the likelihood. ``value_and_grad`` returns the *negative* log
+    marginal likelihood and its gradient in the log hyperparameters; ``condition`` stores
+    what ``predict`` needs at the final hyperparameters."""
+
+    #: whether value_and_grad is exact (line searches may compare values)
+    deterministic = True
+
+    def __init__(self, kernel: Kernel, X: torch.Tensor, y: torch.Tensor, noise: float | None,
+                 **settings: Any) -> None:
+        self.kernel, self.X, self.y, self.noise = kernel, X, y, noise
+        self.settings = settings
+
+    def _split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.kernel.n_params
+        noise = torch.exp(theta[p]) if self.noise is None else torch.tensor(float(self.noise), dtype=theta.dtype)
+        return theta[:p], noise
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(int(self.settings.get("seed", 0)))
+
+
+class ExactBackend(_Backend):
+    """Cholesky of the full kernel matrix; gradient :math:`\\tfrac12\\operatorname{tr}
+    ((\\alpha\\alpha^\\top - \\hat K^{-1})\\,\\partial\\hat K/\\partial\\theta)` (R&W eq. 5.9)."""
+
+    def _factor(self, K: torch.Tensor) -> torch.Tensor:
+        L, info = torch.linalg.cholesky_ex(K)
+        if int(info) == 0:
+            return L
+        scale = float(K.diagonal().mean())
+        for jitter in (1e-10, 1e-9, 1e-8, 1e-7, 1e-6):
+            L, info = torch.linalg.cholesky_ex(K + jitter * scale * torch.eye(len(K), dtype=K.dtype))
+            if int(info) == 0:
+                warnings.warn(f"kernel matrix needed jitter {jitter:g} x its mean diagonal to factor")
+                return L
+        raise np.linalg.LinAlgError(
+            "the kernel matrix is not positive definite even with jitter 1e-6 x its mean diagonal; "
+            "increase the noise variance (or use noise=None to learn it) or remove duplicate inputs")
+
+    def _solve(self, theta: torch.Tensor, Kf: torch.Tensor, noise: torch.Tensor):
+        K = Kf.detach().clone()
+        K.diagonal().add_(noise.detach())
+        L = self._factor(K)
+        alpha = torch.cholesky_solve(self.y[:, None], L)[:, 0]
+        nll = 0.5 * self.y @ alpha + torch.log(L.diagonal()).sum() + 0.5 * len(self.y) * _LOG_2PI
+        self._last = (theta.detach().clone(), L, alpha, float(nll))
+        return L, alpha, float(nll)
+
+    #: with a learned noise, optimise the likelihood maximised over a common scale of the
+    #: kernel variances and the noise (closed form), removing the flattest direction
+    profile = False
+
+    def scale_direction(self) -> torch.Tensor:
+        """Direction in log-parameter space that multiplies :math:`\\hat K` by a constant."""
+        return torch.cat([self.kernel.scale_mask(), torch.ones(1, dtype=torch.bool)]).to(torch.float64)
+
+    def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        th = theta.detach().clone().requires_grad_(True)
+        kt, noise = self._split(th)
+        Kf = self.kernel(self.X, self.X, kt)
+        L, alpha, nll = self._solve(th, Kf, noise)
+        scale = 1.0
+        if self.profile and self.noise is None:
+            # max over c of log N(y | 0, c K): c = y^T K^-1 y / n (envelope theorem for the gradient)
+            n = len(self.y)
+            scale = float(self.y @ alpha) / n
+            nll = 0.5 * n * (1 + math.log(scale) + _LOG_2PI) + float(torch.log(L.diagonal()).sum())
+        # two triangular solves, not LAPACK's potri: potri scales badly on a busy 2-core machine
+        K_inv = torch.cholesky_solve(torch.eye(len(L), dtype=L.dtype), L)
+        W = torch.addr(K_inv, alpha, alpha, alpha=1.0 / scale, beta=-1.0)  # alpha alpha^T / c - K^-1
+        surrogate = -0.5 * ((W * Kf).sum() + noise * W.diagonal().sum())
+        surrogate.backward()
+        return nll, th.grad
+
+    def rescale(self, theta: torch.Tensor) -> torch.Tensor:
+        """Move ``theta`` to the best common scale (what the profiled objective implies)."""
+        if not (self.profile and self.noise is None):
+            return theta
+        cached = getattr(self, "_last", None)
+        if cached is None or not torch.equal(cached[0], theta):
+            kt, noise = self._split(theta)
+            self._solve(theta, self.kernel(self.X, self.X, kt), noise)
+        _, L, alpha, _ = self._last
+        scale = float(self.y @ alpha) / len(self.y)
+        new = theta + math.log(scale) * self.scale_direction()
+        if ((new >= _LOG_BOUNDS[0]) & (new <= _LOG_BOUNDS[1])).all():
+            # the factor of c K is sqrt(c) L: no new Cholesky at the rescaled point
+            nll = 0.5 * len(self.y) * (1 + math.log(scale) + _LOG_2PI) + float(torch.log(L.diagonal()).sum())
+            self._last = (new, L * math.sqrt(scale), alpha / scale, nll)
+        return new.clamp(*_LOG_BOUNDS)
+
+    def condition(self, theta: torch.Tensor) -> None:
+        cached = getattr(self, "_last", None)
+        if cached is not None and torch.equal(cached[0], theta):
+            _, self.L, self.alpha, nll = cached
+        else:
+            kt, noise = self._split(theta)
+            self.L, self.alpha, nll = self._solve(theta, self.kernel(self.X, self.X, kt), noise)
+        self.theta, self.lml = theta, -nll
+
+    def predict(self, Xs: torch.Tensor, return_std: bool):
+        kt, _ = self._split(self.theta)
+        means, variances = [], []
+        for rows in torch.split(torch.arange(len(Xs)), 2048):
+            Ks = self.kernel(Xs[rows], self.X, kt)
+            means.append(Ks @ self.alpha)
+            if return_std:
+                V = torch.linalg.solve_triangular(self.L, Ks.T, upper=False)
+                variances.append(self.kernel.diag(Xs[rows], kt) - (V**2).sum(0))
+        return torch.cat(means), (torch.cat(variances) if return_std else None)
+
+
+class CGBackend(_Backend):
+    """BBMM (Gardner et al. 2018): everything through products with :math:`\\hat K`, in row
+    blocks (cached while the matrix fits in ``cache_entries``)."""
+
+    deterministic = False
+    cache_entries = 1.5e8
+
+    def _blocks(self, A: torch.Tensor, B: torch.Tensor):
+        rows = max(1, int(2**23 // max(len(B), 1)))
+        return torch.split(torch.arange(len(A)), rows)
+
+    def _operator(self, kt: torch.Tensor, noise: torch.Tensor):
+        X = self.X
+        blocks = self._blocks(X, X)
+        cache = [self.kernel(X[b], X, kt) for b in blocks] if len(X) ** 2 <= self.cache_entries else None
+
+        def matmul(V: torch.Tensor) -> torch.Tensor:
+            parts = [(cache[i] if cache else self.kernel(X[b], X, kt)) @ V for i, b in enumerate(blocks)]
+            return torch.cat(parts) + noise * V
+
+        return matmul
+
+    def _preconditioner(self, kt: torch.Tensor, noise: torch.Tensor):
+        """Woodbury inverse and log-det of :math:`P = L_k L_k^\\top + \\sigma^2 I`."""
+        X = self.X
+        Lk = pivoted_cholesky(self.kernel.diag(X, kt), lambda i: self.kernel(X[i:i + 1], X, kt)[0],
+                              int(self.settings["precond_rank"]))
+        k = Lk.shape[1]
+        Lc = torch.linalg.cholesky(noise * torch.eye(k, dtype=X.dtype) + Lk.T @ Lk)
+
+        def solve(R: torch.Tensor) -> torch.Tensor:
+            return (R - Lk @ torch.cholesky_solve(Lk.T @ R, Lc)) / noise
+
+        logdet = (len(X) - k) * torch.log(noise) + 2 * torch.log(Lc.diagonal()).sum()
+        return Lk, solve, logdet
+
+    def _solve_all(self, kt, noise):
+        n, t = len(self.y), int(self.settings["n_probes"])
+        matmul = self._operator(kt, noise)
+        Lk, precond, logdet_p = self._preconditioner(kt, noise)
+        g = self._generator()
+        Z = Lk @ torch.randn(Lk.shape[1], t, generator=g, dtype=torch.float64) \
+            + torch.sqrt(noise) * torch.randn(n, t, generator=g, dtype=torch.float64)
+        res = batched_cg(matmul, torch.cat([self.y[:, None], Z], 1), precond,
+                         self.settings["cg_tol"], self.settings["max_cg_iter"])
+        PZ = precond(Z)
+        logdet = logdet_p + lanczos_logdet(res, (Z * PZ).sum(0), range(1, t + 1))
+        alpha = res.solution[:, 0]
+        nll = 0.5 * self.y @ alpha + 0.5 * logdet + 0.5 * n * _LOG_2PI
+        self.cg_iterations_ = int(res.n_iter.max())
+        return alpha, res.solution[:, 1:], PZ, float(nll), matmul, precond
+
+    def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        th = theta.detach().clone().requires_grad_(True)
+        kt, noise = self._split(th)
+        with torch.no_grad():
+            alpha, U, PZ, nll, _, _ = self._solve_all(kt.detach(), noise.detach())
+        # d(-lml) = -1/2 a^T dK a + 1/2 tr(K^-1 dK), the trace as E[(K^-1 z)^T dK (P^-1 z)].
+        right = torch.cat([alpha[:, None], PZ], 1)
+        coef = torch.full((right.shape[1],), 0.5 / PZ.shape[1], dtype=torch.float64)
+        coef[0] = -0.5
+        left = torch.cat([alpha[:, None], U], 1) * coef
+        for b in self._blocks(self.X, self.X):
+            (left[b] * (self.kernel(self.X[b], self.X, kt) @ right)).sum().backward()
+        (noise * (left * right).sum()).backward()
+        return nll, th.grad
+
+    def condition(self, theta: torch.Tensor) -> None:
+        kt, noise = self._split(theta)
+        self.alpha, _, _, nll, self._matmul, self._precond = self._solve_all(kt, noise)
+        self.theta, self.lml = theta, -nll
+
+    def predict(self, Xs: torch.Tensor, return_std: bool):
+        kt, _ = self._split(self.theta)
+        means, variances = [], []
+        for rows in self._blocks(Xs, self.X):
+            Ks = self.kernel(Xs[rows], self.X, kt)
+            means.append(Ks @ self.alpha)
+            if return_std:
+                # exact up to the CG tolerance; costs one batched solve per block of test points
+                V = batched_cg(self._matmul, Ks.T.contiguous(), self._precond,
+                               self.settings["cg_tol"], self.settings["max_cg_iter"]).solution
+                variances.append(self.kernel.diag(Xs[rows], kt) - (Ks.T * V).sum(0))
+        return torch.cat(means), (torch.cat(variances) if return_std else None)
+
+
+def _band_transpose_matmul(diagonals: list[torch.Tensor], M: torch.Tensor) -> torch.Tensor:
+    """:math:`C^\\top M` for lower-banded ``C`` given by its diagonals ``C.diagonal(-d)``."""
+    out = diagonals[0][:, None] * M
+    for d, c in enumerate(diagonals[1:], start=1):
+        out = out + torch.nn.functional.pad(c[:, None] * M[d:], (0, 0, 0, d))
+    return out
+
+
+class _SKIBase(_Backend):
+    """Grid, interpolation weights and the grid kernel's first row (shared by both SKI paths)."""
+
+    def __init__(self, kernel, X, y, noise, **settings):
+        super().__init__(kernel, X, y, noise, **settings)
+        self.grid = GridInterpolation(X.min(0).values, X.max(0).values, self._grid_shape(len(X), X.shape[1]))
+        self.idx, self.w = self.grid.weights(X)
+        self.nodes = self.grid.nodes()
+
+    def _grid_shape(self, n: int, d: int) -> tuple[int, ...]:
+        size = self.settings.get("grid_size")
+        if size is None:
+            size = min(2000, max(100, int(4 * math.sqrt(n)))) if d == 1 else min(150, max(20, int(2 * n**0.25)))
+        shape = (size,) * d if isinstance(size, (int, np.integer)) else tuple(size)
+        if len(shape) != d:
+            raise ValueError(f"grid_size must be an int or have one entry per input column ({d}), got {size}")
+        return shape
+
+    def _first_row(self, kt: torch.Tensor) -> torch.Tensor:
+        """:math:`k(u_0, u_j)` for all grid nodes: the grid kernel is (block-)Toeplitz."""
+        return self.kernel(self.nodes[:1], self.nodes, kt)[0]
+
+
+class SKIDenseBackend(_SKIBase):
+    r"""1-D SKI with :math:`A = W^\top W = C C^\top` (banded Cholesky) computed once.
+
+    By Sylvester's determinant identity and the push-through identity, with
+    :math:`B = \sigma^2 I + C^\top K_{UU} C` and :math:`c = C^{-1} W^\top y`:
+
+    .. math:: y^\top \hat K^{-1} y = \sigma^{-2}(y^\top y - c^\top c) + c^\top B^{-1} c,\qquad
+              \log|\hat K| = (n - m)\log\sigma^2 + \log|B|,
+
+    so each evaluation is one :math:`m \times m` Cholesky, independent of ``n``.
+    """
+
+    def __init__(self, kernel, X, y, noise, **settings):
+        super().__init__(kernel, X, y, noise, **settings)
+        m = self.grid.m
+        A = torch.zeros(m * m, dtype=torch.float64)
+        b = torch.zeros(m, dtype=torch.float64)
+        for rows in torch.split(torch.arange(len(X)), 2**18):  # bounded memory at n = 10^6
+            i, w = self.idx[rows], self.w[rows]
+            A.index_add_(0, (i[:, :, None] * m + i[:, None, :]).reshape(-1), (w[:, :, None] * w[:, None, :]).reshape(-1))
+            b.index_add_(0, i.reshape(-1), (w * y[rows, None]).reshape(-1))
+        A = A.reshape(m, m)
+        self.active = torch.nonzero(A.diagonal() > 0)[:, 0]  # nodes no data point touches drop out
+        C, info = torch.linalg.cholesky_ex(A[self.active][:, self.active])
+        if int(info) != 0:
+            raise ValueError("W^T W is singular for this grid (too many grid points between data "
+                             "points); pass a smaller grid_size")
+        self.C = C
+        self.diagonals = [C.diagonal(-d) for d in range(4)]
+        self.c = torch.linalg.solve_triangular(C, b[self.active, None], upper=False)[:, 0]
+        self.yty = float(y @ y)
+        self.offsets = (self.active[:, None] - self.active[None, :]).abs()
+
+    def _nll(self, theta: torch.Tensor):
+        kt, noise = self._split(theta)
+        K = self._first_row(kt)[self.offsets]
+        B = _band_transpose_matmul(self.diagonals, _band_transpose_matmul(self.diagonals, K).T)
+        B = B + noise * torch.eye(len(B), dtype=B.dtype)
+        LB = torch.linalg.cholesky(B)
+        v = torch.cholesky_solve(self.c[:, None], LB)[:, 0]
+        n, m = len(self.y), len(self.c)
+        quad = (self.yty - self.c @ self.c) / noise + self.c @ v
+        logdet = (n - m) * torch.log(noise) + 2 * torch.log(LB.diagonal()).sum()
+        return 0.5 * (quad + logdet + n * _LOG_2PI), LB, v
+
+    def value_and_grad(self, theta):
+        th = theta.detach().clone().requires_grad_(True)
+        nll, _, _ = self._nll(th)
+        nll.backward()
+        return float(nll.detach()), th.grad
+
+    def condition(self, theta):
+        with torch.no_grad():
+            nll, LB, v = self._nll(theta)
+            kt, _ = self._split(theta)
+            first = self._first_row(kt)
+            all_nodes = torch.arange(self.grid.m)
+            K_all_act = first[(all_nodes[:, None] - self.active[None, :]).abs()]
+            self.beta = K_all_act @ (self.C @ v)  # K_UU W^T K^-1 y
+            G = torch.linalg.solve_triangular(LB, (K_all_act @ self.C).T, upper=False)
+            # W^T K^-1 W = C B^-1 C^T, so the posterior grid covariance is K_UU - G^T G.
+            self.grid_cov = first[(all_nodes[:, None] - all_nodes[None, :]).abs()] - G.T @ G
+        self.theta, self.lml = theta, -float(nll)
+
+    def predict(self, Xs, return_std):
+        idx, w = self.grid.weights(Xs)
+        mean = (self.beta[idx] * w).sum(1)
+        if not return_std:
+            return mean, None
+        var = torch.einsum("na,nab,nb->n", w, self.grid_cov[idx[:, :, None], idx[:, None, :]], w)
+        return mean, var
+
+
+class SKIGridBackend(_SKIBase):
+    r"""SKI by conjugate gradients: :math:`\hat K v = W (K_{UU} (W^\top v)) + \sigma^2 v`, with
+    :math:`K_{UU}` Toeplitz (1-D) or block-Toeplitz (2-D) multiplied by FFT, stochastic
+    Lanczos log-determinant and trace gradients as in BBMM (Wilson & Nickisch 2015)."""
+
+    deterministic = False
+
+    def _ops(self, kt, noise):
+        first = self._first_row(kt).reshape(self.grid.shape)
+
+        def grid_kernel(V):
+            return toeplitz_matmul(first, V)
+
+        def matmul(V):
+            return GridInterpolation.apply(self.idx, self.w, grid_kernel(self.grid.apply_transpose(self.idx, self.w, V))) + noise * V
+
+        return grid_kernel, matmul
+
+    def _solve_all(self, kt, noise, extra=None):
+        t = int(self.settings["n_probes"])
+        Z = torch.randn(len(self.y), t, generator=self._generator(), dtype=torch.float64)
+        _, matmul = self._ops(kt, noise)
+        res = batched_cg(matmul, torch.cat([self.y[:, None], Z], 1), None,
+                         self.settings["cg_tol"], self.settings["max_cg_iter"])
+        # log|K| = n log s2 + log|K / s2|: probes then only see the few eigenvalues above the noise
+        logdet = len(self.y) * torch.log(noise) + lanczos_logdet(res, (Z * Z).sum(0), range(1, t + 1), scale=noise)
+        alpha = res.solution[:, 0]
+        nll = 0.5 * self.y @ alpha + 0.5 * logdet + 0.5 * len(self.y) * _LOG_2PI
+        self.cg_iterations_ = int(res.n_iter.max())
+        return alpha, res.solution[:, 1:], Z, float(nll)
+
+    def value_and_grad(self, theta):
+        th = theta.detach().clone().requires_grad_(True)
+        kt, noise = self._split(th)
+        with torch.no_grad():
+            alpha, U, Z, nll = self._solve_all(kt.detach(), noise.detach())
+        left = torch.cat([alpha[:, None], U], 1)
+        coef = torch.full((left.shape[1],), 0.5 / Z.shape[1], dtype=torch.float64)
+        coef[0] = -0.5
+        left = left * coef
+        right = torch.cat([alpha[:, None], Z], 1)
+        grid_kernel, _ = self._ops(kt, noise)
+        WtL = self.grid.apply_transpose(self.idx, self.w, left)
+        WtR = self.grid.apply_transpose(self.idx, self.w, right)
+        surrogate = (WtL * grid_kernel(WtR)).sum() + noise * (left * right).sum()
+        surrogate.backward()
+        return nll, th.grad
+
+    def condition(self, theta):
+        kt, noise = self._split(theta)
+        with torch.no_grad():
+            self.alpha, _, _, nll = self._solve_all(kt, noise)
+            self._grid_kernel, self._matmul = self._ops(kt, noise)
+            self.beta = self._grid_kernel(self.grid.apply_transpose(self.idx, self.w, self.alpha[:, None]))[:, 0]
+        self.theta, self.lml = theta, -nll
+
+    def predict(self, Xs, return_std):
+        idx, w = self.grid.weights(Xs)
+        mean = (self.beta[idx] * w).sum(1)
+        if not return_std:
+            return mean, None
+        variances = []
+        for rows in torch.split(torch.arange(len(Xs)), 256):
+            Ws = torch.zeros(self.grid.m, len(rows), dtype=torch.float64)
+            Ws.scatter_add_(0, idx[rows].T, w[rows].T)  # columns W_*^T
+            KWs = self._grid_kernel(Ws)
+            cross = GridInterpolation.apply(self.idx, self.w, KWs)
+            V = batched_cg(self._matmul, cross, None, self.settings["cg_tol"], self.settings["max_cg_iter"]).solution
+            variances.append((Ws * KWs).sum(0) - (cross * V).sum(0))
+        return mean, torch.cat(variances)
+
+
+def _ski_backend(kernel, X, y, noise, **settings):
+    probe = _SKIBase.__new__(_SKIBase)
+    probe.settings = settings
+    shape = probe._grid_shape(len(X), X.shape[1])
+    dense = X.shape[1] == 1 and shape[0] <= 4000
+    return (SKIDenseBackend if dense else SKIGridBackend)(kernel, X, y, noise, **settings)
+
+
+BACKENDS = {"cholesky": ExactBackend, "cg": CGBackend, "ski": _ski_backend}

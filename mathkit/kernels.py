@@ -1,0 +1,256 @@
+"""Covariance functions for Gaussian processes (re-exported by :mod:`mathkit.gp`).
+
+Every kernel stores its hyperparameters as logarithms (so an optimiser works on an
+unconstrained vector and the values stay positive) and evaluates a covariance block
+``k(X1, X2)`` of shape ``(n1, n2)`` on demand: nothing holds an ``n x n`` matrix, so a
+caller can multiply by the kernel matrix one row block at a time.
+
+Kernels combine with ``+`` and ``*``; the scale of each component is its ``variance``
+(no separate constant kernel), the parametrisation of Rasmussen & Williams (2006), ch. 4.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+
+__all__ = ["Kernel", "RBF", "Matern", "Periodic", "Sum", "Product"]
+
+_DTYPE = torch.float64
+
+
+def _positive(name: str, value: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value}")
+    return value
+
+
+def _distance(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances, shape ``(n1, n2)``, from coordinate differences.
+
+    The expansion ``|a|^2 + |b|^2 - 2 a.b`` used by fast matrix-multiply routines
+    cancels catastrophically for nearby points; differences are exact to rounding.
+    """
+    return torch.cdist(X1, X2, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+class Kernel:
+    """Base class: a positive-definite covariance function with log-scale hyperparameters.
+
+    Subclasses set ``_names`` and implement ``_evaluate(X1, X2, params)`` where
+    ``params`` maps each name to a positive (possibly autograd-tracked) tensor.
+    """
+
+    _names: tuple[str, ...] = ()
+    #: True when k(x, x') depends on x - x' only (structured grids need this).
+    stationary: bool = True
+
+    def __init__(self, **values: float) -> None:
+        self._log = {name: torch.tensor(math.log(_positive(name, values[name])), dtype=_DTYPE)
+                     for name in self._names}
+
+    # --- hyperparameters as a flat vector of logs (what optimisers see) ---
+    def hyperparameter_names(self) -> list[str]:
+        return list(self._names)
+
+    def get_log_params(self) -> torch.Tensor:
+        """The logarithms of the hyperparameters, shape ``(p,)``."""
+        return torch.stack([self._log[n] for n in self._names]) if self._names else torch.zeros(0, dtype=_DTYPE)
+
+    def set_log_params(self, theta: torch.Tensor) -> None:
+        theta = torch.as_tensor(theta, dtype=_DTYPE).detach()
+        for i, name in enumerate(self._names):
+            self._log[name] = theta[i].clone()
+
+    @property
+    def n_params(self) -> int:
+        return len(self._names)
+
+    def scale_mask(self) -> torch.Tensor:
+        """Boolean mask of log-parameters whose joint shift by ``s`` multiplies k by ``e^s``."""
+        return torch.tensor([n == "variance" for n in self._names], dtype=torch.bool)
+
+    def __getattr__(self, name: str) -> float:
+        log = self.__dict__.get("_log", {})
+        if name in log:
+            return float(torch.exp(log[name]))
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
+    # --- evaluation ---
+    def __call__(self, X1: torch.Tensor, X2: torch.Tensor | None = None,
+                 log_params: torch.Tensor | None = None) -> torch.Tensor:
+        """Covariance block ``K[i, j] = k(X1[i], X2[j])``, shape ``(n1, n2)``.
+
+        ``log_params`` (shape ``(p,)``) overrides the stored hyperparameters; pass a
+        tensor with ``requires_grad=True`` to differentiate the block.
+        """
+        X2 = X1 if X2 is None else X2
+        theta = self.get_log_params() if log_params is None else log_params
+        return self._evaluate(X1, X2, theta)
+
+    def _evaluate(self, X1: torch.Tensor, X2: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        params = {name: torch.exp(theta[i]) for i, name in enumerate(self._names)}
+        return params.get("variance", 1.0) * self._correlation(_distance(X1, X2), params)
+
+    def _correlation(self, r: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def diag(self, X: torch.Tensor, log_params: torch.Tensor | None = None) -> torch.Tensor:
+        """``k(x_i, x_i)`` for each row of X, shape ``(n,)``, without the full matrix."""
+        theta = self.get_log_params() if log_params is None else log_params
+        return self._diag(X, theta)
+
+    def _diag(self, X: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        variance = torch.exp(theta[self._names.index("variance")])
+        return variance.expand(X.shape[0])
+
+    # --- algebra ---
+    def __add__(self, other: "Kernel") -> "Sum":
+        return Sum(self, other)
+
+    def __mul__(self, other: "Kernel") -> "Product":
+        return Product(self, other)
+
+    def clone(self) -> "Kernel":
+        new = object.__new__(type(self))
+        new.__dict__.update({k: (v.clone() if isinstance(v, torch.Tensor) else v)
+                             for k, v in self.__dict__.items()})
+        new._log = {k: v.clone() for k, v in self._log.items()}
+        return new
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n):.4g}" for n in self._names)
+        return f"{type(self).__name__}({args})"
+
+
+class RBF(Kernel):
+    r"""Squared exponential :math:`k(x,x') = \sigma^2 \exp(-\|x-x'\|^2 / 2\ell^2)`.
+
+    Rasmussen & Williams (2006), eq. (4.9); ``variance`` is :math:`\sigma^2`.
+    """
+
+    _names = ("lengthscale", "variance")
+
+    def __init__(self, lengthscale: float = 1.0, variance: float = 1.0) -> None:
+        super().__init__(lengthscale=lengthscale, variance=variance)
+
+    def _correlation(self, r, params):
+        return torch.exp(-0.5 * (r / params["lengthscale"]) ** 2)
+
+
+class Matern(Kernel):
+    r"""Matern kernel for :math:`\nu \in \{1/2, 3/2, 5/2\}` (closed forms, R&W eq. 4.16-4.17).
+
+    With :math:`s = \sqrt{2\nu}\,\|x-x'\|/\ell`:
+    :math:`\nu=1/2: e^{-s}`, :math:`\nu=3/2: (1+s)e^{-s}`, :math:`\nu=5/2: (1+s+s^2/3)e^{-s}`,
+    times ``variance``.
+    """
+
+    _names = ("lengthscale", "variance")
+
+    def __init__(self, nu: float = 1.5, lengthscale: float = 1.0, variance: float = 1.0) -> None:
+        if nu not in (0.5, 1.5, 2.5):
+            raise ValueError(f"nu must be one of 0.5, 1.5, 2.5, got {nu}")
+        self.nu = float(nu)
+        super().__init__(lengthscale=lengthscale, variance=variance)
+
+    def _correlation(self, r, params):
+        s = math.sqrt(2.0 * self.nu) * r / params["lengthscale"]
+        if self.nu == 0.5:
+            poly = 1.0
+        elif self.nu == 1.5:
+            poly = 1.0 + s
+        else:
+            poly = 1.0 + s + s**2 / 3.0
+        return poly * torch.exp(-s)
+
+    def __repr__(self) -> str:
+        return f"Matern(nu={self.nu}, lengthscale={self.lengthscale:.4g}, variance={self.variance:.4g})"
+
+
+class Periodic(Kernel):
+    r"""Periodic kernel :math:`\sigma^2 \exp(-2\sin^2(\pi\|x-x'\|/p)/\ell^2)` (MacKay 1998;
+    scikit-learn's ``ExpSineSquared``)."""
+
+    _names = ("lengthscale", "period", "variance")
+
+    def __init__(self, lengthscale: float = 1.0, period: float = 1.0, variance: float = 1.0) -> None:
+        super().__init__(lengthscale=lengthscale, period=period, variance=variance)
+
+    def _correlation(self, r, params):
+        return torch.exp(-2.0 * (torch.sin(math.pi * r / params["period"]) / params["lengthscale"]) ** 2)
+
+
+class _Combination(Kernel):
+    def __init__(self, k1: Kernel, k2: Kernel) -> None:
+        for name, k in (("left operand", k1), ("right operand", k2)):
+            if not isinstance(k, Kernel):
+                raise TypeError(f"kernel {name} must be a Kernel, got {type(k).__name__}")
+        self.k1, self.k2 = k1, k2
+        self._log = {}
+        self.stationary = k1.stationary and k2.stationary
+
+    def parts(self) -> Iterator[Kernel]:
+        yield self.k1
+        yield self.k2
+
+    @property
+    def n_params(self) -> int:
+        return self.k1.n_params + self.k2.n_params
+
+    def scale_mask(self) -> torch.Tensor:
+        second = self.k2.scale_mask()
+        # k1 + k2 scales with both; k1 * k2 with one factor's variance only
+        return torch.cat([self.k1.scale_mask(), second if isinstance(self, Sum) else torch.zeros_like(second)])
+
+    def hyperparameter_names(self) -> list[str]:
+        return [f"k1.{n}" for n in self.k1.hyperparameter_names()] + \
+               [f"k2.{n}" for n in self.k2.hyperparameter_names()]
+
+    def get_log_params(self) -> torch.Tensor:
+        return torch.cat([self.k1.get_log_params(), self.k2.get_log_params()])
+
+    def set_log_params(self, theta: torch.Tensor) -> None:
+        p = self.k1.n_params
+        self.k1.set_log_params(theta[:p])
+        self.k2.set_log_params(theta[p:])
+
+    def _split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.k1.n_params
+        return theta[:p], theta[p:]
+
+    def clone(self) -> "_Combination":
+        return type(self)(self.k1.clone(), self.k2.clone())
+
+
+class Sum(_Combination):
+    """``k1 + k2``: the covariance of the sum of two independent processes."""
+
+    def _evaluate(self, X1, X2, theta):
+        t1, t2 = self._split(theta)
+        return self.k1._evaluate(X1, X2, t1) + self.k2._evaluate(X1, X2, t2)
+
+    def _diag(self, X, theta):
+        t1, t2 = self._split(theta)
+        return self.k1._diag(X, t1) + self.k2._diag(X, t2)
+
+    def __repr__(self) -> str:
+        return f"{self.k1!r} + {self.k2!r}"
+
+
+class Product(_Combination):
+    """``k1 * k2``: elementwise product of covariances (Schur product theorem keeps it PSD)."""
+
+    def _evaluate(self, X1, X2, theta):
+        t1, t2 = self._split(theta)
+        return self.k1._evaluate(X1, X2, t1) * self.k2._evaluate(X1, X2, t2)
+
+    def _diag(self, X, theta):
+        t1, t2 = self._split(theta)
+        return self.k1._diag(X, t1) * self.k2._diag(X, t2)
+
+    def __repr__(self) -> str:
+        return f"({self.k1!r}) * ({self.k2!r})"
