@@ -264,3 +264,16 @@ def test_log_normal_mass_on_a_random_grid_within_40_sd():
     got = log_normal_mass(torch.from_numpy(ends[:, 0]), torch.from_numpy(ends[:, 1])).numpy()
     ref = np.array([float(mp_log_mass(a, b)) for a, b in ends])
     assert np.all(np.abs(got - ref) <= 1e-13 * np.maximum(np.abs(ref), 1.0))
+
+
+def test_masked_out_infinities_do_not_poison_gradients():
+    # entries dropped by a torch.where downstream get zero gradient even where the
+    # local derivative is infinite (x = -inf, y = 0, an empty interval)
+    x = t64([-INF, 1.0], requires_grad=True)
+    y = t64([0.0, -1.0], requires_grad=True)
+    a, b = t64([2.0, -1.0], requires_grad=True), t64([2.0, 1.0], requires_grad=True)
+    keep = torch.tensor([False, True])
+    total = sum(torch.where(keep, f, 0.0).sum() for f in (log_ndtr(x), ndtri_exp(y), log_normal_mass(a, b)))
+    total.backward()
+    for t in (x, y, a, b):
+        assert torch.isfinite(t.grad).all() and t.grad[0] == 0
