@@ -1,0 +1,243 @@
+"""Tests of mathkit.nn: windowing without look-ahead, heads against scipy, training helper."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from mathkit import nn as mnn
+from mathkit.distributions import TruncatedNormal
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny recurrent nets run fastest on one thread; two threads on a busy 2-core
+    # machine spend most of their time waiting for each other.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _hidden(n=5, size=4, seed=0):
+    return torch.randn(n, size, generator=torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------- windows
+
+def test_make_windows_layout_by_hand():
+    values = np.arange(12, dtype=float).reshape(2, 6)  # series 0: 0..5, series 1: 6..11
+    covariates = 100 + np.arange(12, dtype=float).reshape(2, 6, 1)
+    w = mnn.make_windows(values, covariates, window=3, unit=np.array([1.0, 2.0]), dtype=torch.float64)
+    assert len(w) == 2 * 3 and w.inputs.shape == (6, 3, 2)
+    # Series 1, target time 4: past values 7, 8, 9 (at t = 1, 2, 3) divided by 2,
+    # each paired with the covariate of the following day (t = 2, 3, 4).
+    i = int(np.flatnonzero((w.series.numpy() == 1) & (w.time.numpy() == 4))[0])
+    np.testing.assert_array_equal(w.inputs[i, :, 0].numpy(), [3.5, 4.0, 4.5])
+    np.testing.assert_array_equal(w.inputs[i, :, 1].numpy(), [108.0, 109.0, 110.0])
+    assert w.target[i].item() == 10 / 2 and w.unit[i].item() == 2.0
+
+
+def test_series_one_hot_codes_each_series():
+    w = mnn.make_windows(np.ones((3, 10)), np.zeros((3, 10, 2)), window=4, unit=np.ones(3), series_one_hot=True)
+    assert w.inputs.shape[-1] == 1 + 2 + 3
+    codes = w.inputs[:, :, 3:]
+    torch.testing.assert_close(codes, torch.eye(3)[w.series][:, None].expand_as(codes))
+
+
+def test_windows_never_see_the_target_or_later_values():
+    rng = np.random.default_rng(0)
+    values = rng.random((3, 40))
+    later = values.copy()
+    later[:, 25:] += 100.0  # change the target day t = 25 and everything after it
+    a = mnn.make_windows(values, window=7, unit=np.ones(3))
+    b = mnn.make_windows(later, window=7, unit=np.ones(3))
+    upto = a.time <= 25
+    torch.testing.assert_close(a.inputs[upto], b.inputs[upto])
+    assert not torch.equal(a.target[upto], b.target[upto])
+
+
+def test_windows_between_and_censoring_mask():
+    values = np.ones((2, 20))
+    mask = np.zeros((2, 20), dtype=bool)
+    mask[1, 15] = True
+    w = mnn.make_windows(values, window=5, unit=np.ones(2), right_censored=mask)
+    sub = w.between(10, 16)
+    assert sorted(set(sub.time.tolist())) == list(range(10, 16)) and len(sub) == 12
+    assert sub.right_censored.sum().item() == 1
+    assert sub.right_censored[(sub.series == 1) & (sub.time == 15)].item()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(window=0), "window"),
+        (dict(window=5, unit=np.array([1.0, -1.0])), "unit"),
+        (dict(window=5, right_censored=np.zeros((2, 10))), "right_censored"),
+        (dict(window=5, covariates=np.zeros((2, 9, 1))), "covariates"),
+    ],
+)
+def test_make_windows_bad_input(kwargs, match):
+    kwargs.setdefault("unit", np.ones(2))
+    with pytest.raises(ValueError, match=match):
+        mnn.make_windows(np.ones((2, 10)), **kwargs)
+
+
+# ----------------------------------------------------------------------------- heads
+
+@pytest.mark.parametrize("name", ["point", "gaussian", "truncated", "censored"])
+def test_forecaster_output_shapes(name):
+    model = mnn.SequenceForecaster(3, name, hidden_size=8)
+    out = model(torch.randn(5, 7, 3))
+    assert (out if name == "point" else out.mean).shape == (5,)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "truncated", "censored"])
+@pytest.mark.parametrize("bias", [-200.0, 0.0, 200.0])
+def test_scales_positive_and_finite_for_extreme_raw_outputs(name, bias):
+    head = mnn.HEADS[name](4)
+    with torch.no_grad():
+        head.linear.bias.fill_(bias)
+    dist = head(_hidden())
+    assert torch.all(dist.scale >= head.min_scale) and torch.all(torch.isfinite(dist.scale))
+
+
+def test_gaussian_head_loss_matches_scipy():
+    head = mnn.GaussianHead(4).double()
+    dist = head(_hidden().double())
+    y = torch.linspace(-2, 3, 5, dtype=torch.float64)
+    expected = -stats.norm.logpdf(y.numpy(), dist.loc.detach().numpy(), dist.scale.detach().numpy()).mean()
+    assert head.loss(dist, y).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_relu_mean_is_never_negative_but_the_interval_can_be():
+    head = mnn.GaussianHead(4, mean_activation="relu")
+    with torch.no_grad():
+        head.linear.bias.copy_(torch.tensor([-5.0, 0.0]))
+    dist = head(_hidden())
+    assert torch.all(dist.mean >= 0)
+    assert torch.all(dist.icdf(torch.tensor(0.1)) < 0)
+
+
+def test_truncated_head_loss_and_mean_match_scipy():
+    head = mnn.TruncatedNormalHead(4).double()
+    with torch.no_grad():
+        head.linear.bias.copy_(torch.tensor([-1.0, 0.0]))  # locations around -1: truncation matters
+    dist = head(_hidden().double())
+    loc, scale = dist.loc.detach().numpy(), dist.scale.detach().numpy()
+    y = torch.linspace(0.1, 3, 5, dtype=torch.float64)
+    a = -loc / scale
+    expected = -stats.truncnorm.logpdf(y.numpy(), a, np.inf, loc=loc, scale=scale).mean()
+    assert head.loss(dist, y).item() == pytest.approx(expected, rel=1e-9)
+    np.testing.assert_allclose(dist.mean.detach().numpy(), stats.truncnorm.mean(a, np.inf, loc=loc, scale=scale), rtol=1e-9)
+
+
+def test_censored_head_uses_survival_on_censored_targets():
+    head = mnn.CensoredTruncatedNormalHead(4).double()
+    dist = head(_hidden().double())
+    loc, scale = dist.loc.detach().numpy(), dist.scale.detach().numpy()
+    y = torch.linspace(0.2, 2, 5, dtype=torch.float64)
+    censored = torch.tensor([True, False, True, False, False])
+    a = -loc / scale
+    logpdf = stats.truncnorm.logpdf(y.numpy(), a, np.inf, loc=loc, scale=scale)
+    logsf = stats.truncnorm.logsf(y.numpy(), a, np.inf, loc=loc, scale=scale)
+    expected = -np.where(censored.numpy(), logsf, logpdf).mean()
+    assert head.loss(dist, y, censored).item() == pytest.approx(expected, rel=1e-9)
+    # Ignoring the mask (the uncensored head) gives a different, larger-likelihood-of-y loss.
+    assert mnn.TruncatedNormalHead.loss(head, dist, y).item() == pytest.approx(-logpdf.mean(), rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_censored_gradient_finite_with_everything_censored(dtype):
+    torch.manual_seed(0)
+    model = mnn.SequenceForecaster(2, "censored", hidden_size=8).to(dtype)
+    x = torch.randn(64, 6, 2, dtype=dtype)
+    # Targets from just above zero to far in the right tail of any plausible forecast.
+    y = torch.cat([torch.full((32,), 1e-3, dtype=dtype), torch.linspace(5, 60, 32, dtype=dtype)])
+    windows = mnn.Windows(x, y, torch.ones_like(y), torch.ones(64, dtype=torch.bool),
+                          torch.zeros(64, dtype=torch.long), torch.arange(64))
+    loss = model.loss(windows)
+    loss.backward()
+    assert torch.isfinite(loss)
+    for p in model.parameters():
+        assert torch.all(torch.isfinite(p.grad))
+
+
+def test_rescale_gives_quantiles_in_original_units():
+    head = mnn.TruncatedNormalHead(4).double()
+    dist = head(_hidden().double())
+    unit = torch.linspace(0.5, 20, 5, dtype=torch.float64)
+    big = head.rescale(dist, unit)
+    loc, scale = (dist.loc * unit).detach().numpy(), (dist.scale * unit).detach().numpy()
+    expected = stats.truncnorm.ppf(0.9, -loc / scale, np.inf, loc=loc, scale=scale)
+    np.testing.assert_allclose(big.icdf(torch.tensor(0.9, dtype=torch.float64)).detach().numpy(), expected, rtol=1e-8)
+    point = mnn.PointHead(4)
+    torch.testing.assert_close(point.rescale(torch.ones(5), unit.float()), unit.float())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(head="poisson"), "head"), (dict(cell="rnn"), "cell"), (dict(head="gaussian", mean_activation="tanh"), "mean_activation")],
+)
+def test_forecaster_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mnn.SequenceForecaster(3, **kwargs)
+
+
+# ----------------------------------------------------------------------------- training
+
+def _iid_windows(n, loc, scale, cap, seed):
+    """Targets iid from N(loc, scale^2) truncated at zero, censored at ``cap``; inputs are noise."""
+    rng = np.random.default_rng(seed)
+    y = stats.truncnorm.rvs(-loc / scale, np.inf, loc=loc, scale=scale, size=n, random_state=rng)
+    censored = y > cap
+    sales = np.minimum(y, cap)
+    x = torch.as_tensor(rng.standard_normal((n, 3, 1)), dtype=torch.float32)
+    return mnn.Windows(x, torch.as_tensor(sales, dtype=torch.float32), torch.ones(n), torch.as_tensor(censored),
+                       torch.zeros(n, dtype=torch.long), torch.arange(n))
+
+
+def test_censored_head_recovers_the_mean_that_mse_underestimates():
+    # Truth: N(2, 1) truncated at 0, mean 2.055; sales capped at 2.5 (about 31% censored).
+    loc, scale, cap = 2.0, 1.0, 2.5
+    true_mean = stats.truncnorm.mean(-loc / scale, np.inf, loc=loc, scale=scale)
+    train, val = _iid_windows(1500, loc, scale, cap, 1), _iid_windows(500, loc, scale, cap, 2)
+    means = {}
+    for name in ("point", "censored"):
+        torch.manual_seed(0)
+        model = mnn.SequenceForecaster(1, name, hidden_size=4)
+        mnn.fit(model, train, val, epochs=40, lr=2e-2, batch_size=250, patience=10,
+                generator=torch.Generator().manual_seed(0), progress=False)
+        out = model.predict(val)
+        means[name] = float((out if name == "point" else out.mean).mean())
+    assert abs(means["censored"] - true_mean) < 0.12, means
+    assert means["point"] < true_mean - 0.2, means  # the censored sales average about 1.8
+
+
+def test_fit_early_stopping_restores_the_best_epoch():
+    train, val = _iid_windows(300, 1.0, 1.0, 10.0, 3), _iid_windows(100, 1.0, 1.0, 10.0, 4)
+    torch.manual_seed(0)
+    model = mnn.SequenceForecaster(1, "gaussian", hidden_size=4)
+    history = mnn.fit(model, train, val, epochs=200, lr=0.05, patience=3, progress=False,
+                      generator=torch.Generator().manual_seed(0))
+    assert history.best_epoch == int(np.argmin(history.val_loss))
+    assert len(history.val_loss) <= history.best_epoch + 1 + 3
+    with torch.no_grad():
+        assert model.loss(val).item() == pytest.approx(history.best_val_loss, rel=1e-6)
+
+
+def test_fit_bad_input():
+    w = _iid_windows(10, 1.0, 1.0, 10.0, 0)
+    model = mnn.SequenceForecaster(1, "point", hidden_size=4)
+    with pytest.raises(ValueError, match="val"):
+        mnn.fit(model, w, w[:0])
+    with pytest.raises(ValueError, match="patience"):
+        mnn.fit(model, w, w, patience=0)
+
+
+def test_min_scale_must_be_positive():
+    with pytest.raises(ValueError, match="min_scale"):
+        mnn.GaussianHead(4, min_scale=0.0)
+    assert math.isfinite(mnn.TruncatedNormalHead(4).min_scale)
