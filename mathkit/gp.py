@@ -70,7 +70,7 @@ class GPRegressor:
         at most ``refine_steps`` quasi-Newton steps, the Hessian taken from the last subset.
         Hyperparameters are intensive (they do not grow with ``n``), so a subset lands close.
     grid_size : int or tuple of int, optional
-        SKI grid points per axis (default from ``n``: :math:`\min(2000, \max(100, 4\sqrt n))`
+        SKI grid points per axis (default from ``n``: :math:`\min(1000, \max(100, 4\sqrt n))`
         in 1-D, :math:`\min(150, \max(20, 2 n^{1/4}))` per axis in 2-D).
     n_probes, precond_rank, cg_tol, max_cg_iter : CG and SKI-CG settings.
     random_state : int
@@ -174,6 +174,8 @@ class GPRegressor:
         perm = torch.from_numpy(rng.permutation(n))
         last = None
         sizes = [s for s in self.subset_sizes if 2 * s <= n]
+        if isinstance(backend, SKIDenseBackend):
+            sizes = sizes[:1]  # its steps cost O(m^3) in the grid size: a rough start suffices
         if not sizes and not backend.deterministic:
             sizes = [min(n, min(self.subset_sizes))]  # stochastic objectives need a warm start
         for size in sizes:
@@ -181,17 +183,17 @@ class GPRegressor:
             last.profile = True
             theta = last.rescale(_lbfgs(last.value_and_grad, theta))
         exact = isinstance(backend, ExactBackend)
-        backend.profile = exact
-        if last is None or (self.method_ == "ski" and backend.deterministic):
+        backend.profile = backend.deterministic
+        if last is None or not exact and backend.deterministic:
             # Full L-BFGS: the exact path for small n, and 1-D SKI whose steps cost O(m^3).
             theta = _lbfgs(backend.value_and_grad, theta)
         else:
             last.profile = exact
             hessian = _finite_difference_hessian(last.value_and_grad, theta) * (n / len(last.y))
-            flat = backend.scale_direction() if exact and self.noise is None else None
+            flat = backend.scale_direction() if backend.profiling else None
             theta = _quasi_newton(backend.value_and_grad, theta, hessian, self.refine_steps,
                                   check_value=backend.deterministic, flat=flat)
-        return backend.rescale(theta) if exact else theta
+        return backend.rescale(theta)
 
     # ----------------------------------------------------------------- predict
     def predict(self, X, return_std: bool = False):
@@ -330,6 +332,25 @@ class _Backend:
         noise = torch.exp(theta[p]) if self.noise is None else torch.tensor(float(self.noise), dtype=theta.dtype)
         return theta[:p], noise
 
+    #: with a learned noise, optimise the likelihood maximised over a common scale c of the
+    #: kernel variances and the noise, :math:`\\hat c = y^\\top \\hat K^{-1} y / n` in closed
+    #: form: this removes the flattest direction of the likelihood surface.
+    profile = False
+
+    @property
+    def profiling(self) -> bool:
+        return self.profile and self.noise is None
+
+    def scale_direction(self) -> torch.Tensor:
+        """Direction in log-parameter space that multiplies :math:`\\hat K` by a constant."""
+        return torch.cat([self.kernel.scale_mask(), torch.ones(1, dtype=torch.bool)]).to(torch.float64)
+
+    def rescale(self, theta: torch.Tensor) -> torch.Tensor:
+        """Move ``theta`` to the best common scale (what the profiled objective implies)."""
+        if not self.profiling:
+            return theta
+        return (theta + math.log(self._best_scale(theta)) * self.scale_direction()).clamp(*_LOG_BOUNDS)
+
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.settings.get("seed", 0)))
 
@@ -361,21 +382,13 @@ class ExactBackend(_Backend):
         self._last = (theta.detach().clone(), L, alpha, float(nll))
         return L, alpha, float(nll)
 
-    #: with a learned noise, optimise the likelihood maximised over a common scale of the
-    #: kernel variances and the noise (closed form), removing the flattest direction
-    profile = False
-
-    def scale_direction(self) -> torch.Tensor:
-        """Direction in log-parameter space that multiplies :math:`\\hat K` by a constant."""
-        return torch.cat([self.kernel.scale_mask(), torch.ones(1, dtype=torch.bool)]).to(torch.float64)
-
     def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         th = theta.detach().clone().requires_grad_(True)
         kt, noise = self._split(th)
         Kf = self.kernel(self.X, self.X, kt)
         L, alpha, nll = self._solve(th, Kf, noise)
         scale = 1.0
-        if self.profile and self.noise is None:
+        if self.profiling:
             # max over c of log N(y | 0, c K): c = y^T K^-1 y / n (envelope theorem for the gradient)
             n = len(self.y)
             scale = float(self.y @ alpha) / n
@@ -387,10 +400,7 @@ class ExactBackend(_Backend):
         surrogate.backward()
         return nll, th.grad
 
-    def rescale(self, theta: torch.Tensor) -> torch.Tensor:
-        """Move ``theta`` to the best common scale (what the profiled objective implies)."""
-        if not (self.profile and self.noise is None):
-            return theta
+    def _best_scale(self, theta: torch.Tensor) -> float:
         cached = getattr(self, "_last", None)
         if cached is None or not torch.equal(cached[0], theta):
             kt, noise = self._split(theta)
@@ -398,11 +408,10 @@ class ExactBackend(_Backend):
         _, L, alpha, _ = self._last
         scale = float(self.y @ alpha) / len(self.y)
         new = theta + math.log(scale) * self.scale_direction()
-        if ((new >= _LOG_BOUNDS[0]) & (new <= _LOG_BOUNDS[1])).all():
-            # the factor of c K is sqrt(c) L: no new Cholesky at the rescaled point
-            nll = 0.5 * len(self.y) * (1 + math.log(scale) + _LOG_2PI) + float(torch.log(L.diagonal()).sum())
-            self._last = (new, L * math.sqrt(scale), alpha / scale, nll)
-        return new.clamp(*_LOG_BOUNDS)
+        # the factor of c K is sqrt(c) L: condition() at the rescaled point needs no new Cholesky
+        nll = 0.5 * len(self.y) * (1 + math.log(scale) + _LOG_2PI) + float(torch.log(L.diagonal()).sum())
+        self._last = (new.clamp(*_LOG_BOUNDS), L * math.sqrt(scale), alpha / scale, nll)
+        return scale
 
     def condition(self, theta: torch.Tensor) -> None:
         cached = getattr(self, "_last", None)
@@ -531,7 +540,7 @@ class _SKIBase(_Backend):
     def _grid_shape(self, n: int, d: int) -> tuple[int, ...]:
         size = self.settings.get("grid_size")
         if size is None:
-            size = min(2000, max(100, int(4 * math.sqrt(n)))) if d == 1 else min(150, max(20, int(2 * n**0.25)))
+            size = min(1000, max(100, int(4 * math.sqrt(n)))) if d == 1 else min(150, max(20, int(2 * n**0.25)))
         shape = (size,) * d if isinstance(size, (int, np.integer)) else tuple(size)
         if len(shape) != d:
             raise ValueError(f"grid_size must be an int or have one entry per input column ({d}), got {size}")
@@ -585,17 +594,24 @@ class SKIDenseBackend(_SKIBase):
         n, m = len(self.y), len(self.c)
         quad = (self.yty - self.c @ self.c) / noise + self.c @ v
         logdet = (n - m) * torch.log(noise) + 2 * torch.log(LB.diagonal()).sum()
-        return 0.5 * (quad + logdet + n * _LOG_2PI), LB, v
+        if self.profiling:
+            return 0.5 * (n * (1 + torch.log(quad / n)) + logdet + n * _LOG_2PI), LB, v, quad
+        return 0.5 * (quad + logdet + n * _LOG_2PI), LB, v, quad
+
+    def _best_scale(self, theta):
+        with torch.no_grad():
+            return float(self._nll(theta)[3]) / len(self.y)
 
     def value_and_grad(self, theta):
         th = theta.detach().clone().requires_grad_(True)
-        nll, _, _ = self._nll(th)
+        nll = self._nll(th)[0]
         nll.backward()
         return float(nll.detach()), th.grad
 
     def condition(self, theta):
+        self.profile = False  # the final state is the plain likelihood at rescaled theta
         with torch.no_grad():
-            nll, LB, v = self._nll(theta)
+            nll, LB, v, _ = self._nll(theta)
             kt, _ = self._split(theta)
             first = self._first_row(kt)
             all_nodes = torch.arange(self.grid.m)
