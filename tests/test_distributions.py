@@ -237,8 +237,10 @@ def test_samples_stay_in_the_support_and_cdf_inverts_icdf(case):
     assert bool(((s >= case[2]) & (s <= case[3])).all())
     q = t64(np.linspace(0.01, 0.99, 25))
     x = d.icdf(q)
-    # up to the rounding of x itself: (density) * ulp(x)
-    tol = (d.log_prob(x).exp() * x.abs()).max().item() * 4e-16 + 1e-14
+    # up to the rounding of x = loc + scale * z: (density) * (a few ulp of |x|, |loc|, |scale z|)
+    loc, scale = case[0], case[1]
+    spread = x.abs() + abs(loc) + (x - loc).abs()
+    tol = (d.log_prob(x).exp() * spread).max().item() * 4e-16 + 1e-14
     torch.testing.assert_close(d.cdf(x), q, rtol=0, atol=tol)
 
 
