@@ -1,6 +1,6 @@
 """The 1978 influenza outbreak in an English boarding school.
 
-A note in the British Medical Journal {cite}`bmj1978influenza` reported an
+A note in the British Medical Journal :cite:p:`bmj1978influenza` reported an
 outbreak of influenza A (H1N1) at a boys' boarding school in the north of
 England: 763 boys, of whom 512 were confined to bed at some point, starting
 from a single index case. The daily counts below, from 22 January to 4 February
