@@ -37,6 +37,8 @@ from mathkit.numerics import (
     _log_normal_mass,
     _ndtri_exp,
     _to_lower_side,
+    _gauss_legendre_on,
+    _is_short,
     log_normal_pdf,
 )
 
@@ -237,7 +239,8 @@ class TruncatedNormal(_BoundedLaw):
     def icdf(self, value: torch.Tensor) -> torch.Tensor:
         self._check_probability(value)
         q = _f64(value)
-        return self._out(_f64(self.loc) + _f64(self.scale) * self._icdf64(q, 1.0 - q))
+        x = _f64(self.loc) + _f64(self.scale) * self._icdf64(q, 1.0 - q)
+        return self._out(torch.clamp(x, min=_f64(self.low), max=_f64(self.high)))
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
@@ -261,7 +264,15 @@ class TruncatedNormal(_BoundedLaw):
         tail_mean, tail_var, tail_entropy = _right_tail_moments(near, far)
         tail_mean = torch.where(right, tail_mean, -tail_mean)
         central = _central_moments(torch.where(tail, -1.0, alpha), torch.where(tail, 1.0, beta))
-        return tuple(torch.where(tail, t, c) for t, c in zip((tail_mean, tail_var, tail_entropy), central))
+        moments = [torch.where(tail, t, c) for t, c in zip((tail_mean, tail_var, tail_entropy), central)]
+        # Narrow intervals: both closed forms subtract nearly equal terms (the variance
+        # ~ width^2/12 comes out of O(1) numbers); a quadrature over the interval does not.
+        narrow = _is_short(alpha, beta).reshape(-1)
+        if bool(narrow.any()):
+            a, b = alpha.reshape(-1)[narrow], beta.reshape(-1)[narrow]
+            moments = [m.reshape(-1).index_put((narrow,), q).reshape(alpha.shape)
+                       for m, q in zip(moments, _narrow_moments(a, b))]
+        return tuple(moments)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -347,6 +358,25 @@ def _central_moments(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Ten
     spread = _finite_or_zero(alpha) * r_alpha - _finite_or_zero(beta) * r_beta
     mean = r_alpha - r_beta
     return mean, 1.0 + spread - mean**2, _HALF_LOG_2PI_E + log_mass + 0.5 * spread
+
+
+def _narrow_moments(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Mean, variance and entropy of N(0,1) on a short :math:`[\alpha, \beta]`, by quadrature.
+
+    With the midpoint :math:`c` and :math:`z = c + t`, the density is proportional to
+    :math:`f(t) = e^{-ct - t^2/2}`, integrated to rounding by 32-point Gauss-Legendre
+    on short intervals (:func:`mathkit.numerics._is_short`). The variance is taken
+    about the computed mean (two passes), and the entropy is
+    :math:`\log\int f + c\,E[t] + E[t^2]/2`.
+    """
+    centre, t, weights, _ = _gauss_legendre_on(alpha, beta)
+    f = weights * torch.exp(-centre.unsqueeze(-1) * t - 0.5 * t * t)
+    total = f.sum(-1)
+    offset = (f * t).sum(-1) / total
+    variance = (f * (t - offset.unsqueeze(-1)) ** 2).sum(-1) / total
+    second = (f * t * t).sum(-1) / total
+    entropy = torch.log(total) + centre * offset + 0.5 * second
+    return centre + offset, variance, entropy
 
 
 def _right_tail_moments(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -118,6 +118,20 @@ def test_truncated_normal_matches_mpmath_within_40_standard_deviations():
     assert worst["mean"] < 1e-14 and worst["variance"] < 1e-12, worst
 
 
+@pytest.mark.parametrize(
+    "low, high", [(29.17703625200609, 29.177037727970895), (-36.485913334452846, -36.48591217442085),
+                  (-1e-6, 1e-6), (-5.88163499916439, -5.881632570724897), (0.5, 0.9), (5.0, 5.3), (-0.4, 0.6)]
+)
+def test_short_intervals_keep_moments_and_density_exact(low, high):
+    # the closed forms subtract nearly equal numbers here (a variance ~ width^2/12 out of O(1) terms)
+    d, ref = tn(0.0, 1.0, low, high), MpTruncNorm(0.0, 1.0, low, high)
+    assert d.mean.item() == pytest.approx(float(ref.mean()), rel=1e-14, abs=1e-15)
+    assert d.variance.item() == pytest.approx(float(ref.variance()), rel=1e-13)
+    assert d.entropy().item() == pytest.approx(float(ref.entropy()), abs=1e-12)
+    mid = (low + high) / 2
+    assert d.log_prob(t64(mid)).item() == pytest.approx(float(ref.log_prob(mid)), abs=1e-12)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_icdf_brackets_the_50_digit_quantile(case):
     d, ref = tn(*case), MpTruncNorm(*case)
