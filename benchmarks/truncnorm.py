@@ -214,8 +214,9 @@ def main() -> None:
     text = report(args.n, args.repeats)
     print(text)
     if args.record:
+        header = "" if RESULTS.exists() else "# Benchmark results\n\nAppended by the scripts in this folder, newest last.\n"
         with RESULTS.open("a") as f:
-            f.write("\n" + text)
+            f.write(header + "\n" + text)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,17 @@ class TruncatedNormal(_BoundedLaw):
 
     @lazy_property
     def _log_mass(self) -> torch.Tensor:
-        return _log_normal_mass(self._alpha, self._beta)
+        return _log_normal_mass(self._alpha, self._beta, self._std_width)
+
+    @lazy_property
+    def _std_width(self) -> torch.Tensor:
+        """:math:`\\beta - \\alpha` from the unstandardised bounds: exact to one rounding, however far out."""
+        low, high, scale = _f64(self.low), _f64(self.high), _f64(self.scale)
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (self.low, self.high, self.scale))):
+            return (high - low) / scale
+        # double where, as in _standardize: an infinite width must not send inf * 0 into the gradients
+        finite = torch.isfinite(high - low)
+        return torch.where(finite, torch.where(finite, high - low, 0.0) / scale, math.inf)
 
     def _z(self, value: torch.Tensor) -> torch.Tensor:
         return (_f64(value) - _f64(self.loc)) / _f64(self.scale)
@@ -202,16 +212,22 @@ class TruncatedNormal(_BoundedLaw):
 
     # ------------------------------------------------------------- densities and distribution functions
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
         log_p = log_normal_pdf(self._z(value)) - torch.log(_f64(self.scale)) - self._log_mass
+        if self._validate_args:
+            self._validate_sample(value)  # every value is inside the support
+            return self._out(log_p)
         inside = (value >= self.low) & (value <= self.high)
         return self._out(torch.where(inside, log_p, -math.inf))
 
     def _log_cdf_and_sf(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self._clamped_z(value)
-        log_cdf = _log_normal_mass(self._alpha, z) - self._log_mass
-        log_sf = _log_normal_mass(z, self._beta) - self._log_mass
+        # offsets from the bounds in original units (exact subtractions near a bound), so
+        # that short intervals far out keep their precision (see numerics._log_normal_mass)
+        width = self._std_width
+        above_low = torch.minimum(((_f64(value) - _f64(self.low)) / _f64(self.scale)).clamp(min=0.0), width)
+        below_high = torch.minimum(((_f64(self.high) - _f64(value)) / _f64(self.scale)).clamp(min=0.0), width)
+        log_cdf = _log_normal_mass(self._alpha, z, above_low) - self._log_mass
+        log_sf = _log_normal_mass(z, self._beta, below_high) - self._log_mass
         # Keep the smaller of the two as computed and take the larger as log(1 - smaller):
         # relatively exact near 0 (cdf or sf close to 1), as a plain difference is not.
         smaller = torch.minimum(log_cdf, log_sf).clamp(max=-math.log(2.0))
@@ -267,11 +283,11 @@ class TruncatedNormal(_BoundedLaw):
         moments = [torch.where(tail, t, c) for t, c in zip((tail_mean, tail_var, tail_entropy), central)]
         # Narrow intervals: both closed forms subtract nearly equal terms (the variance
         # ~ width^2/12 comes out of O(1) numbers); a quadrature over the interval does not.
-        narrow = _is_short(alpha, beta).reshape(-1)
+        narrow = _is_short(alpha, self._std_width).reshape(-1)
         if bool(narrow.any()):
-            a, b = alpha.reshape(-1)[narrow], beta.reshape(-1)[narrow]
+            a, w = alpha.reshape(-1)[narrow], self._std_width.reshape(-1)[narrow]
             moments = [m.reshape(-1).index_put((narrow,), q).reshape(alpha.shape)
-                       for m, q in zip(moments, _narrow_moments(a, b))]
+                       for m, q in zip(moments, _narrow_moments(a, w))]
         return tuple(moments)
 
     @property
@@ -360,8 +376,8 @@ def _central_moments(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Ten
     return mean, 1.0 + spread - mean**2, _HALF_LOG_2PI_E + log_mass + 0.5 * spread
 
 
-def _narrow_moments(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""Mean, variance and entropy of N(0,1) on a short :math:`[\alpha, \beta]`, by quadrature.
+def _narrow_moments(alpha: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Mean, variance and entropy of N(0,1) on a short :math:`[\alpha, \alpha + w]`, by quadrature.
 
     With the midpoint :math:`c` and :math:`z = c + t`, the density is proportional to
     :math:`f(t) = e^{-ct - t^2/2}`, integrated to rounding by 32-point Gauss-Legendre
@@ -369,7 +385,7 @@ def _narrow_moments(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tens
     about the computed mean (two passes), and the entropy is
     :math:`\log\int f + c\,E[t] + E[t^2]/2`.
     """
-    centre, t, weights, _ = _gauss_legendre_on(alpha, beta)
+    centre, t, weights = _gauss_legendre_on(alpha, width)
     f = weights * torch.exp(-centre.unsqueeze(-1) * t - 0.5 * t * t)
     total = f.sum(-1)
     offset = (f * t).sum(-1) / total

@@ -304,8 +304,9 @@ def _to_lower_side(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torc
     return torch.minimum(a, -b), torch.minimum(b, -a)
 
 
-def _log_normal_mass_value(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``log_normal_mass`` on float64 ``a <= b``, no autograd."""
+def _log_normal_mass_value(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """``log_normal_mass`` on float64 ``a <= b``, no autograd; ``width`` is ``b - a``, possibly
+    known more precisely than the difference of the rounded bounds (used for short intervals)."""
     lo, hi = _to_lower_side(a, b)
     lo_s, hi_s = lo * _SQRT_HALF, hi * _SQRT_HALF
     # 2 Phi(lo), and 2 Phi(hi) if hi <= 0 else 2 Phi(-hi): small lower tails, exact
@@ -330,8 +331,8 @@ def _log_normal_mass_value(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # - masses small against the terms subtracted (short intervals, anywhere): quadrature.
     cancelled = mass2 < 0.02 * torch.addcmul(tail_hi, central, 2.0 - tail_hi)
     if bool(cancelled.any()):
-        cancelled[cancelled.clone()] = _is_short(lo[cancelled], hi[cancelled])
-        out[cancelled] = _log_mass_by_quadrature(lo[cancelled], hi[cancelled])
+        cancelled[cancelled.clone()] = _is_short(lo[cancelled], width[cancelled])
+        out[cancelled] = _log_mass_by_quadrature(lo[cancelled], width[cancelled])
     return out
 
 
@@ -339,47 +340,48 @@ def _log_normal_mass_value(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 _GAUSS_LEGENDRE = tuple(torch.from_numpy(v) for v in np.polynomial.legendre.leggauss(32))
 
 
-def _is_short(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""Whether :math:`e^{-z^2/2}` varies by at most a factor :math:`e` over :math:`[a, b]`.
+def _is_short(a: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    r"""Whether :math:`e^{-z^2/2}` varies by at most a factor :math:`e` over :math:`[a, a + w]`.
 
-    With the midpoint :math:`c` and the width :math:`w`, the exponent moves by at most
-    :math:`w|c|/2 + w^2/8 \le 1` when :math:`w(|c| + w) \le 2`: then the 32-point
-    Gauss-Legendre rule integrates the normal density over the interval to rounding.
+    With the midpoint :math:`c`, the exponent moves by at most :math:`w|c|/2 + w^2/8 \le 1`
+    when :math:`w(|c| + w) \le 2`: then the 32-point Gauss-Legendre rule integrates the
+    normal density over the interval to rounding.
     """
-    width = b - a
-    return width * (0.5 * (a + b).abs() + width) <= 2.0
+    return width * ((a + 0.5 * width).abs() + width) <= 2.0
 
 
-def _gauss_legendre_on(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""Nodes about the midpoint for :math:`\int_a^b`: ``(c, t, w)`` with :math:`z = c + t`, weights ``w``
-    (including the half width), and the half width ``h``; ``t`` and ``w`` have a trailing axis of 32."""
+def _gauss_legendre_on(a: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The rule for :math:`\int_a^{a+w}` about the midpoint: ``(c, t, weights)`` with nodes
+    :math:`z = c + t`; ``t`` and ``weights`` (which include the half width) have a trailing axis of 32.
+    Offsets ``t`` come from the width alone, so they are as precise as ``width`` is."""
     nodes, weights = (v.to(a.device) for v in _GAUSS_LEGENDRE)
-    centre, half = (0.5 * (a + b)).unsqueeze(-1), (0.5 * (b - a)).unsqueeze(-1)
-    return centre.squeeze(-1), half * nodes, half * weights, half.squeeze(-1)
+    half = (0.5 * width).unsqueeze(-1)
+    return a + 0.5 * width, half * nodes, half * weights
 
 
-def _log_mass_by_quadrature(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _log_mass_by_quadrature(a: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     r""":math:`\log\int_a^b \phi = \log\phi(c) + \log\int_{-h}^{h} e^{-ct - t^2/2}\,dt` for a short interval.
 
     Exact to the rounding of :math:`c^2/2`, whatever the interval's distance to 0:
     a difference of two tail probabilities would lose :math:`\sim\log_{10}(1/(|c|w))` digits.
     """
-    centre, t, weights, _ = _gauss_legendre_on(a, b)
+    centre, t, weights = _gauss_legendre_on(a, width)
     integral = (weights * torch.exp(-centre.unsqueeze(-1) * t - 0.5 * t * t)).sum(-1)
     return log_normal_pdf(centre) + torch.log(integral)
 
 
 class _LogNormalMass(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        out = _log_normal_mass_value(a, b)
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+        out = _log_normal_mass_value(a, b, width)
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         a, b, out = ctx.saved_tensors
-        return _chain(grad, -_density_over_mass(a, out)), _chain(grad, _density_over_mass(b, out))
+        # the width only refines the value's precision: derivatives are those in a and b
+        return _chain(grad, -_density_over_mass(a, out)), _chain(grad, _density_over_mass(b, out)), None
 
 
 def _density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
@@ -393,10 +395,15 @@ def _density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, torch.exp(log_normal_pdf(x_safe) - log_mass), 0.0)
 
 
-def _log_normal_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``log_normal_mass`` on float64 tensors, without argument checks."""
+def _log_normal_mass(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor | None = None) -> torch.Tensor:
+    """``log_normal_mass`` on float64 tensors, without argument checks.
+
+    ``width``: ``b - a`` computed more precisely by the caller (e.g. ``(high - low)/scale``
+    before standardising the bounds), for short intervals far from 0.
+    """
+    width = (b - a).detach() if width is None else width.detach()
     # broadcast outside the Function, so autograd reduces each gradient to its input's shape
-    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b))
+    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width))
 
 
 def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
