@@ -4,16 +4,13 @@ r"""Small torch models the chapters train: a sequence forecaster with interchang
 LSTM (Hochreiter & Schmidhuber, *Neural Computation* 1997) or a GRU, and hands its
 last hidden state to a *head* that says what the forecast is:
 
-=========================================  ==============================================  ==============================
-head                                       forecast                                        trained by
-=========================================  ==============================================  ==============================
-:class:`PointHead` (``"point"``)           a number :math:`\hat y`                         mean squared error
-:class:`GaussianHead` (``"gaussian"``)     :math:`\mathcal{N}(\mu, \sigma^2)`              :func:`mathkit.losses.gaussian_nll`
-:class:`TruncatedNormalHead`               :math:`\mathcal{N}_{[0,\infty)}(\mu, \sigma^2)`  its negative log-likelihood
-(``"truncated"``)
-:class:`CensoredTruncatedNormalHead`       the same law                                    :func:`mathkit.losses.censored_nll`
-(``"censored"``)                                                                           with the stock-out mask
-=========================================  ==============================================  ==============================
+- :class:`PointHead` (``"point"``): a number :math:`\hat y`, trained by mean squared error;
+- :class:`GaussianHead` (``"gaussian"``): :math:`\mathcal{N}(\mu, \sigma^2)`, trained by
+  :func:`mathkit.losses.gaussian_nll`;
+- :class:`TruncatedNormalHead` (``"truncated"``): :math:`\mathcal{N}_{[0,\infty)}(\mu, \sigma^2)`,
+  trained by its negative log-likelihood;
+- :class:`CensoredTruncatedNormalHead` (``"censored"``): the same law, trained by
+  :func:`mathkit.losses.censored_nll` with the stock-out mask.
 
 Scales are :math:`\operatorname{softplus}(\cdot) + \sigma_{\min}`, positive and bounded
 away from zero so that float32 training stays finite. :func:`make_windows` cuts series
