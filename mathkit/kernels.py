@@ -12,8 +12,6 @@ Kernels combine with ``+`` and ``*``; the scale of each component is its ``varia
 from __future__ import annotations
 
 import math
-from typing import Iterator
-
 import torch
 
 __all__ = ["Kernel", "RBF", "Matern", "Periodic", "Sum", "Product"]
@@ -192,10 +190,6 @@ class _Combination(Kernel):
         self.k1, self.k2 = k1, k2
         self._log = {}
         self.stationary = k1.stationary and k2.stationary
-
-    def parts(self) -> Iterator[Kernel]:
-        yield self.k1
-        yield self.k2
 
     @property
     def n_params(self) -> int:

@@ -1,0 +1,141 @@
+"""Gaussian-process regression: mathkit.gp against scikit-learn and GPyTorch, side by side.
+
+    python -m benchmarks.gp            # the full run (about 15 minutes on 2 busy cores)
+    python -m benchmarks.gp --quick    # small sizes, to check the script
+
+One data set throughout: x uniform on [0, 10], y = sin(2x) + 0.3 cos(7x) + N(0, 0.1^2).
+Test error is the RMSE of the posterior mean against the noise-free function on 1,000
+test points inside the training range. Writes ``benchmarks/gp_results.json`` (read by
+chapter 10) and prints a markdown table for RESULTS.md.
+
+1. n = 3,000: ``method="cholesky"`` fit + predict vs scikit-learn's GaussianProcessRegressor
+   (ConstantKernel * RBF + WhiteKernel, L-BFGS, no restarts).
+2. n = 5,000 and 10,000: ``method="cg"`` vs GPyTorch ExactGP with its tutorial recipe
+   (ScaleKernel(RBF), Gaussian likelihood, 50 Adam steps at lr 0.1).
+3. n = 10^4, 10^5, 10^6: ``method="ski"`` fit + predict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mathkit.gp import GPRegressor
+
+RESULTS = Path(__file__).with_name("gp_results.json")
+
+
+def make_data(n: int, seed: int = 0, n_test: int = 1000):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 10, n)
+    y = np.sin(2 * x) + 0.3 * np.cos(7 * x) + 0.1 * rng.standard_normal(n)
+    x_test = np.linspace(x.min(), x.max(), n_test)
+    return x, y, x_test, np.sin(2 * x_test) + 0.3 * np.cos(7 * x_test)
+
+
+def rmse(a, b) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
+def run_mathkit(method: str, n: int) -> dict:
+    x, y, xt, ft = make_data(n)
+    start = time.perf_counter()
+    gp = GPRegressor(method=method).fit(x, y)
+    mean = gp.predict(xt)
+    seconds = time.perf_counter() - start
+    return {"library": "mathkit", "method": method, "n": n, "seconds": seconds, "rmse": rmse(mean, ft),
+            "lml": gp.log_marginal_likelihood(), "lengthscale": gp.kernel_.lengthscale, "noise": gp.noise_}
+
+
+def run_sklearn(n: int) -> dict:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    x, y, xt, ft = make_data(n)
+    start = time.perf_counter()
+    gp = GaussianProcessRegressor(ConstantKernel() * RBF() + WhiteKernel(0.1), random_state=0).fit(x[:, None], y)
+    mean = gp.predict(xt[:, None])
+    seconds = time.perf_counter() - start
+    return {"library": "scikit-learn", "method": "cholesky", "n": n, "seconds": seconds, "rmse": rmse(mean, ft),
+            "lml": float(gp.log_marginal_likelihood_value_),
+            "lengthscale": float(gp.kernel_.k1.k2.length_scale), "noise": float(gp.kernel_.k2.noise_level)}
+
+
+def run_gpytorch(n: int, steps: int = 50) -> dict:
+    import gpytorch
+
+    x, y, xt, ft = make_data(n)
+    # the tutorial's recipe, in the tutorial's float32
+    train_x, train_y = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+
+    class ExactGPModel(gpytorch.models.ExactGP):
+        def __init__(self, train_x, train_y, likelihood):
+            super().__init__(train_x, train_y, likelihood)
+            self.mean_module = gpytorch.means.ConstantMean()
+            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel())
+
+        def forward(self, inputs):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(inputs), self.covar_module(inputs))
+
+    start = time.perf_counter()
+    likelihood = gpytorch.likelihoods.GaussianLikelihood()
+    model = ExactGPModel(train_x, train_y, likelihood)
+    model.train()
+    likelihood.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = -mll(model(train_x), train_y)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    likelihood.eval()
+    with torch.no_grad(), gpytorch.settings.fast_pred_var():
+        mean = likelihood(model(torch.tensor(xt, dtype=torch.float32))).mean.numpy()
+    seconds = time.perf_counter() - start
+    return {"library": "GPyTorch", "method": "ExactGP (CG)", "n": n, "seconds": seconds, "rmse": rmse(mean, ft),
+            "lml": float(-loss) * n, "lengthscale": float(model.covar_module.base_kernel.lengthscale),
+            "noise": float(likelihood.noise)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    args = parser.parse_args()
+    exact_n, cg_ns, ski_ns = (3000, [5000, 10000], [10**4, 10**5, 10**6])
+    if args.quick:
+        exact_n, cg_ns, ski_ns = (600, [1200], [10**4])
+    rows = []
+    for run in ([lambda: run_mathkit("cholesky", exact_n), lambda: run_sklearn(exact_n)]
+                + [f for n in cg_ns for f in (lambda n=n: run_mathkit("cg", n), lambda n=n: run_gpytorch(n))]
+                + [lambda n=n: run_mathkit("ski", n) for n in ski_ns]):
+        rows.append(run())
+        print(json.dumps(rows[-1]), flush=True)
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, no GPU, shared with other jobs",
+            "torch": torch.__version__}
+    if not args.quick:
+        RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    print(f"\n{meta['date']}, {meta['machine']}\n")
+    print("| comparison | n | mathkit (s) | peer (s) | speed-up | mathkit RMSE | peer RMSE | mathkit LML | peer LML |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for ours, peer in zip(rows, rows[1:]):
+        if ours["library"] == "mathkit" and peer["library"] != "mathkit" and ours["n"] == peer["n"]:
+            print(f"| {ours['method']} vs {peer['library']} | {ours['n']:,} | {ours['seconds']:.1f} | "
+                  f"{peer['seconds']:.1f} | {peer['seconds'] / ours['seconds']:.1f}x | {ours['rmse']:.2e} | "
+                  f"{peer['rmse']:.2e} | {ours['lml']:.2f} | {peer['lml']:.2f} |")
+    for row in rows:
+        if row["method"] == "ski":
+            print(f"| ski | {row['n']:,} | {row['seconds']:.1f} | - | - | {row['rmse']:.2e} | - | {row['lml']:.1f} | - |")
+
+
+if __name__ == "__main__":
+    main()
