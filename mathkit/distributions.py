@@ -1,10 +1,8 @@
 r"""Bounded and censored laws as ``torch.distributions.Distribution`` subclasses.
 
-=====================  ===========================================================
-``TruncatedNormal``     :math:`N(\mu, \sigma^2)` conditioned on :math:`[\ell, h]`
-``CensoredNormal``      the Tobit law of :math:`\mathrm{clamp}(X, \ell, h)`, :math:`X \sim N(\mu,\sigma^2)`
-``GeneralizedBeta``     :math:`\ell + (h - \ell)B`, :math:`B \sim \mathrm{Beta}(\alpha, \beta)`
-=====================  ===========================================================
+- ``TruncatedNormal``: :math:`N(\mu, \sigma^2)` conditioned on :math:`[\ell, h]`;
+- ``CensoredNormal``: the Tobit law of :math:`\mathrm{clamp}(X, \ell, h)`, :math:`X \sim N(\mu,\sigma^2)`;
+- ``GeneralizedBeta``: :math:`\ell + (h - \ell)B`, :math:`B \sim \mathrm{Beta}(\alpha, \beta)`.
 
 All follow torch's contract: ``arg_constraints``, a ``support`` that depends on
 the bounds, broadcasting of every parameter into ``batch_shape``, ``expand``,
