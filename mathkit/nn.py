@@ -240,7 +240,7 @@ def make_windows(
     covariates: np.ndarray | None = None,
     *,
     window: int,
-    unit: np.ndarray,
+    unit: np.ndarray | str,
     right_censored: np.ndarray | None = None,
     series_one_hot: bool = False,
     dtype: torch.dtype = torch.float32,
@@ -257,7 +257,10 @@ def make_windows(
         covariates: ``(n_series, n_time, k)`` known-in-advance features, or ``None``.
         window: length :math:`L` of the input window (at least 1, below ``n_time``).
         unit: ``(n_series,)`` positive scale :math:`c` per series (e.g. its training mean):
-            values and targets are divided by it. Fit it on training data only.
+            values and targets are divided by it. Fit it on training data only. Or
+            ``"window"``: a scale per example, :math:`c = 1 + \text{mean of its window's values}`
+            (as in DeepAR, Salinas et al. 2020), so that a series that grows beyond its
+            training range still looks familiar to the network.
         right_censored: ``(n_series, n_time)`` boolean mask of censored targets, or ``None``.
         series_one_hot: append a one-hot code of the series to the covariates, so that one
             network can learn series-specific behaviour (such as each product's noise level).
@@ -272,7 +275,10 @@ def make_windows(
     n_series, n_time = values.shape
     if not 1 <= window < n_time:
         raise ValueError(f"window must lie in [1, {n_time - 1}], got {window!r}")
-    unit = np.asarray(unit, dtype=float)
+    per_window = isinstance(unit, str)
+    if per_window and unit != "window":
+        raise ValueError(f"unit must be 'window' or {n_series} positive numbers, got {unit!r}")
+    unit = np.ones(n_series) if per_window else np.asarray(unit, dtype=float)
     if unit.shape != (n_series,) or not np.all(unit > 0):
         raise ValueError(f"unit must be {n_series} positive numbers, got {unit!r}")
     if covariates is None:
@@ -297,10 +303,16 @@ def make_windows(
     inputs = np.moveaxis(inputs, -1, 2).reshape(-1, window, steps.shape[-1])
     series = np.repeat(np.arange(n_series), targets.size)
     time = np.tile(targets, n_series)
+    target, example_unit = scaled[series, time], unit[series]
+    if per_window:
+        example_unit = 1.0 + inputs[:, :, 0].mean(axis=1)
+        inputs = inputs.copy()
+        inputs[:, :, 0] /= example_unit[:, None]
+        target = target / example_unit
     return Windows(
         inputs=torch.as_tensor(np.ascontiguousarray(inputs), dtype=dtype),
-        target=torch.as_tensor(scaled[series, time], dtype=dtype),
-        unit=torch.as_tensor(unit[series], dtype=dtype),
+        target=torch.as_tensor(target, dtype=dtype),
+        unit=torch.as_tensor(example_unit, dtype=dtype),
         right_censored=torch.as_tensor(right_censored[series, time]),
         series=torch.as_tensor(series),
         time=torch.as_tensor(time),

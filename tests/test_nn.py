@@ -40,6 +40,19 @@ def test_make_windows_layout_by_hand():
     assert w.target[i].item() == 10 / 2 and w.unit[i].item() == 2.0
 
 
+def test_window_unit_is_one_plus_the_window_mean():
+    values = np.arange(20, dtype=float).reshape(2, 10)
+    w = mnn.make_windows(values, window=4, unit="window", dtype=torch.float64)
+    i = int(np.flatnonzero((w.series.numpy() == 1) & (w.time.numpy() == 7))[0])
+    past = values[1, 3:7]  # 13, 14, 15, 16
+    c = 1.0 + past.mean()
+    assert w.unit[i].item() == pytest.approx(c)
+    np.testing.assert_allclose(w.inputs[i, :, 0].numpy(), past / c)
+    assert w.target[i].item() * w.unit[i].item() == pytest.approx(values[1, 7])
+    with pytest.raises(ValueError, match="unit"):
+        mnn.make_windows(values, window=4, unit="series")
+
+
 def test_series_one_hot_codes_each_series():
     w = mnn.make_windows(np.ones((3, 10)), np.zeros((3, 10, 2)), window=4, unit=np.ones(3), series_one_hot=True)
     assert w.inputs.shape[-1] == 1 + 2 + 3
