@@ -28,11 +28,15 @@ from torch.distributions.utils import broadcast_all, lazy_property
 from mathkit.numerics import (
     _SQRT_HALF,
     MASS_FLOOR,
+    _chain,
     _density_over_mass,
+    _double_mass,
+    _double_tail,
     _inverse_mills,
     _log1mexp,
     _log_ndtr,
     _log_normal_mass,
+    _log_normal_mass_value,
     _ndtri_exp,
     _to_lower_side,
     _gauss_legendre_on,
@@ -189,8 +193,14 @@ class TruncatedNormal(_BoundedLaw):
         return _standardize(self.high, self.loc, self.scale)
 
     @lazy_property
+    def _tails(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`2\Phi(-|\alpha|)`, :math:`2\Phi(-|\beta|)`: shared by the mass and the cdf (values only)."""
+        alpha, beta = self._alpha.detach(), self._beta.detach()
+        return _double_tail(alpha), _double_tail(beta)
+
+    @lazy_property
     def _log_mass(self) -> torch.Tensor:
-        return _log_normal_mass(self._alpha, self._beta, self._std_width)
+        return _log_normal_mass(self._alpha, self._beta, self._std_width, self._tails)
 
     @lazy_property
     def _std_width(self) -> torch.Tensor:
@@ -217,21 +227,33 @@ class TruncatedNormal(_BoundedLaw):
         inside = (value >= self.low) & (value <= self.high)
         return self._out(torch.where(inside, log_p, -math.inf))
 
-    def _log_cdf_and_sf(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_cdf(self, value: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log F(x)`; ``-inf`` at and below ``low``, ``0`` at and above ``high``."""
+        return self._out(self._log_tail(value, upper=False))
+
+    def log_sf(self, value: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log(1 - F(x))`, the log survival function."""
+        return self._out(self._log_tail(value, upper=True))
+
+    def _log_tail(self, value: torch.Tensor, upper: bool) -> torch.Tensor:
+        """``log_sf`` if ``upper`` else ``log_cdf``, in float64."""
         z = self._clamped_z(value)
-        # offsets from the bounds in original units (exact subtractions near a bound), so
-        # that short intervals far out keep their precision (see numerics._log_normal_mass)
-        width = self._std_width
-        above_low = torch.minimum(((_f64(value) - _f64(self.low)) / _f64(self.scale)).clamp(min=0.0), width)
-        below_high = torch.minimum(((_f64(self.high) - _f64(value)) / _f64(self.scale)).clamp(min=0.0), width)
-        log_cdf = _log_normal_mass(self._alpha, z, above_low) - self._log_mass
-        log_sf = _log_normal_mass(z, self._beta, below_high) - self._log_mass
-        # Keep the smaller of the two as computed and take the larger as log(1 - smaller):
-        # relatively exact near 0 (cdf or sf close to 1), as a plain difference is not.
-        smaller = torch.minimum(log_cdf, log_sf).clamp(max=-math.log(2.0))
-        larger = torch.log1p(-torch.exp(smaller))  # log1mexp's branch for arguments <= -log 2
-        cdf_small = log_cdf <= log_sf
-        return torch.where(cdf_small, smaller, larger), torch.where(cdf_small, larger, smaller)
+        shape = z.shape
+
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return _f64(t).expand(shape).reshape(-1)
+
+        def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # offsets from the bounds in original units (exact subtractions near a bound), so
+            # that short intervals far out keep their precision (see numerics._log_normal_mass)
+            x, low, high, scale, width = (flat(t)[index] for t in (value, self.low, self.high, self.scale, self._std_width))
+            return ((x - low) / scale).clamp(min=0.0).minimum(width), ((high - x) / scale).clamp(min=0.0).minimum(width)
+
+        out = _LogTail.apply(
+            flat(self._alpha), flat(self._beta), z.reshape(-1), tuple(flat(t) for t in self._tails),
+            flat(self._log_mass).detach(), offsets, upper,
+        )
+        return out.reshape(shape)
 
     def _icdf64(self, below: torch.Tensor, above: torch.Tensor, exact_fractions: bool = True) -> torch.Tensor:
         r"""Standardised quantile in float64 at the mass fraction ``below`` = :math:`q`, given also
@@ -302,6 +324,77 @@ class TruncatedNormal(_BoundedLaw):
 
     def entropy(self) -> torch.Tensor:
         return self._out(torch.log(_f64(self.scale)) + self._standard_moments[2])
+
+
+def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log F` (or :math:`\log(1-F)`) from the log of the smaller of :math:`F` and :math:`1-F`,
+    computed directly: where ``direct`` (the wanted one is the smaller) it is that log, else
+    :math:`\log(1 - e^{s})`, relatively exact near 0, as a plain difference of log-masses is not."""
+    log_smaller = log_smaller.clamp(max=-math.log(2.0))
+    return torch.where(direct, log_smaller, torch.log1p(-torch.exp(log_smaller)))  # log1mexp's branch for <= -log 2
+
+
+def _may_cancel(mass2: torch.Tensor, tail_p: torch.Tensor, tail_q: torch.Tensor) -> torch.Tensor:
+    """Whether a doubled mass from :func:`mathkit.numerics._double_mass` may have lost digits:
+    below 4.5% of the larger tail subtracted (one-sided), or of 2 (central: there both tails
+    exceed 0.96). A superset of the cases that numerics._refine_log_mass redoes."""
+    return mass2 < 0.045 * torch.maximum(tail_p, tail_q)
+
+
+def _log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> torch.Tensor:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`
+    (flat float64, no autograd; ``tails``: ``_double_tail`` of :math:`\alpha, \beta`).
+
+    The bulk costs one ``erfc``, at ``z``: the masses of :math:`[\alpha, z]` and :math:`[z, \beta]`
+    and :math:`[\alpha, \beta]` are differences of the doubled tails at the three points
+    (:func:`mathkit.numerics._double_mass`), and :math:`F` or :math:`1 - F`, whichever is smaller,
+    is their ratio. Short intervals (whose masses may cancel) and masses near underflow are redone
+    by index in log space from ``offsets(index)`` (the distances to the bounds, computed precisely
+    in original units) and ``log_mass``.
+    """
+    tail_a, tail_b = tails
+    tail_z = _double_tail(z)
+    negative_a, positive_b = alpha < 0, beta > 0
+    mass_az = _double_mass(tail_a, tail_z, negative_a & (z > 0))
+    mass_zb = _double_mass(tail_z, tail_b, (z < 0) & positive_b)
+    smaller = torch.minimum(mass_az, mass_zb)
+    direct = mass_zb <= mass_az if upper else mass_az <= mass_zb
+    out = _from_smaller(torch.log(smaller / _double_mass(tail_a, tail_b, negative_a & positive_b)), direct)
+    redo = _may_cancel(mass_az, tail_a, tail_z) | _may_cancel(mass_zb, tail_z, tail_b) | (smaller < 2.0 * MASS_FLOOR)
+    (index,) = torch.nonzero(redo, as_tuple=True)
+    if len(index):
+        a, b, x, log_z = alpha[index], beta[index], z[index], log_mass[index]
+        above_low, below_high = offsets(index)
+        below = _log_normal_mass_value(a, x, above_low) - log_z
+        above = _log_normal_mass_value(x, b, below_high) - log_z
+        out[index] = _from_smaller(torch.minimum(below, above), above <= below if upper else below <= above)
+    return out
+
+
+class _LogTail(torch.autograd.Function):
+    r"""``_log_tail_value`` with its gradients in :math:`\alpha, \beta, z`, formed from logs: for
+    :math:`\log F = \log M_{\alpha z} - \log M`, :math:`\partial_z = \phi(z)/M_{\alpha z}`,
+    :math:`\partial_\alpha = \phi(\alpha)/M - \phi(\alpha)/M_{\alpha z}`, :math:`\partial_\beta = -\phi(\beta)/M`;
+    :math:`\log(1-F)` mirrors it (:math:`\alpha \leftrightarrow \beta`, signs flipped)."""
+
+    @staticmethod
+    def forward(ctx, alpha, beta, z, tails, log_mass, offsets, upper):
+        out = _log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper)
+        ctx.save_for_backward(alpha, beta, z, log_mass, out)
+        ctx.upper = upper
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, beta, z, log_mass, out = ctx.saved_tensors
+        near, far = (beta, alpha) if ctx.upper else (alpha, beta)
+        sign = -1.0 if ctx.upper else 1.0
+        log_part = out + log_mass
+        d_z = _chain(grad, sign * _density_over_mass(z, log_part))
+        d_near = _chain(grad, sign * (_density_over_mass(near, log_mass) - _density_over_mass(near, log_part)))
+        d_far = _chain(grad, -sign * _density_over_mass(far, log_mass))
+        d_alpha, d_beta = (d_far, d_near) if ctx.upper else (d_near, d_far)
+        return d_alpha, d_beta, d_z, None, None, None, None
 
 
 def _quantile_from_probabilities(

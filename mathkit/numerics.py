@@ -327,12 +327,15 @@ def _double_mass(tail_a: torch.Tensor, tail_b: torch.Tensor, central: torch.Tens
     return torch.sub(tail_a, tail_b).abs_().add_(near)
 
 
-def _log_normal_mass_value(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+def _log_normal_mass_value(
+    a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """``log_normal_mass`` on float64 ``a <= b`` of one shape, no autograd; ``width`` is ``b - a``,
-    possibly known more precisely than the difference of the rounded bounds (used for short intervals)."""
+    possibly known more precisely than the difference of the rounded bounds (used for short intervals);
+    ``tails``: ``_double_tail`` of ``a`` and ``b`` if the caller has them."""
     shape = a.shape
     a, b, width = (t.reshape(-1) for t in (a, b, width))
-    tail_a, tail_b = _double_tail(a), _double_tail(b)
+    tail_a, tail_b = (_double_tail(a), _double_tail(b)) if tails is None else (t.reshape(-1) for t in tails)
     mass2 = _double_mass(tail_a, tail_b, (a < 0) & (b > 0))
     out = torch.log(mass2).sub_(_LOG_2)
     _refine_log_mass(out, mass2, a, b, width, tail_a, tail_b)
@@ -409,16 +412,16 @@ def _log_mass_by_quadrature(a: torch.Tensor, width: torch.Tensor) -> torch.Tenso
 
 class _LogNormalMass(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-        out = _log_normal_mass_value(a, b, width)
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails) -> torch.Tensor:
+        out = _log_normal_mass_value(a, b, width, tails)
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         a, b, out = ctx.saved_tensors
-        # the width only refines the value's precision: derivatives are those in a and b
-        return _chain(grad, -_density_over_mass(a, out)), _chain(grad, _density_over_mass(b, out)), None
+        # the width and tails only refine or speed up the value: derivatives are those in a and b
+        return _chain(grad, -_density_over_mass(a, out)), _chain(grad, _density_over_mass(b, out)), None, None
 
 
 def _density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
@@ -432,15 +435,19 @@ def _density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, torch.exp(log_normal_pdf(x_safe) - log_mass), 0.0)
 
 
-def _log_normal_mass(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor | None = None) -> torch.Tensor:
+def _log_normal_mass(
+    a: torch.Tensor, b: torch.Tensor, width: torch.Tensor | None = None,
+    tails: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``log_normal_mass`` on float64 tensors, without argument checks.
 
     ``width``: ``b - a`` computed more precisely by the caller (e.g. ``(high - low)/scale``
-    before standardising the bounds), for short intervals far from 0.
+    before standardising the bounds), for short intervals far from 0. ``tails``: the
+    caller's ``_double_tail`` of ``a`` and ``b`` (in the broadcast shape), to reuse them.
     """
     width = (b - a).detach() if width is None else width.detach()
     # broadcast outside the Function, so autograd reduces each gradient to its input's shape
-    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width))
+    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width), tails)
 
 
 def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
