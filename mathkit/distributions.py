@@ -255,18 +255,13 @@ class TruncatedNormal(_BoundedLaw):
         )
         return out.reshape(shape)
 
-    def _icdf64(self, below: torch.Tensor, above: torch.Tensor, exact_fractions: bool = True) -> torch.Tensor:
+    def _icdf64(self, below: torch.Tensor, above: torch.Tensor) -> torch.Tensor:
         r"""Standardised quantile in float64 at the mass fraction ``below`` = :math:`q`, given also
-        ``above`` = :math:`1 - q` (both, so neither end of [0, 1] loses digits).
-
-        ``exact_fractions=False`` lets mirrored intervals use the fractions unswapped,
-        which is :math:`1-q` for :math:`q`: right for sampling, where :math:`u` and
-        :math:`1-u` have the same law, and cheaper.
-        """
+        ``above`` = :math:`1 - q` (both, so neither end of [0, 1] loses digits)."""
         shape = torch.broadcast_shapes(self._alpha.shape, below.shape)
         # flat, so the few deep entries can be picked out and put back by index
         alpha, beta, below, above = (t.expand(shape).reshape(-1) for t in (self._alpha, self._beta, below, above))
-        z, deep = _quantile_from_probabilities(alpha, beta, below, above, exact_fractions)
+        z, deep = _quantile_from_probabilities(alpha, beta, below, above)
         if bool(deep.any()):
             a, b = alpha[deep], beta[deep]
             z = z.index_put((deep,), _quantile_in_log_space(a, b, _log_normal_mass(a, b), below[deep], above[deep]))
@@ -281,8 +276,13 @@ class TruncatedNormal(_BoundedLaw):
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         # u = 0 (probability 2^-53) would put the draw at an infinite bound
-        u = torch.rand(shape, dtype=_F64, device=self.loc.device).clamp_(min=2.0**-54)
-        x = _f64(self.loc) + _f64(self.scale) * self._icdf64(u, 1.0 - u, exact_fractions=False)
+        u = torch.rand(shape, dtype=_F64, device=self.loc.device).clamp_(min=2.0**-54).reshape(-1)
+
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.expand(shape).reshape(-1)
+
+        z = _StandardDraw.apply(flat(self._alpha), flat(self._beta), u, tuple(flat(t) for t in self._tails))
+        x = torch.addcmul(_f64(self.loc), _f64(self.scale), z.reshape(shape))
         # float64 -> dtype rounds monotonically, so a draw inside [low, high] stays inside
         return self._out(torch.clamp(x, min=_f64(self.low), max=_f64(self.high)))
 
@@ -398,7 +398,7 @@ class _LogTail(torch.autograd.Function):
 
 
 def _quantile_from_probabilities(
-    alpha: torch.Tensor, beta: torch.Tensor, below: torch.Tensor, above: torch.Tensor, exact_fractions: bool
+    alpha: torch.Tensor, beta: torch.Tensor, below: torch.Tensor, above: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Solve :math:`F(z) = q` for N(0,1) on :math:`[\alpha, \beta]` in probability space (fast).
 
@@ -413,11 +413,9 @@ def _quantile_from_probabilities(
     """
     lo, hi = _to_lower_side(alpha, beta)
     mirrored = (alpha + beta > 0).to(lo.dtype)
-    frac_below, frac_above = below, above
-    if exact_fractions:
-        # a mirrored interval holds the fraction 1 - q below the mirrored quantile
-        frac_below = torch.addcmul((1.0 - mirrored) * below, mirrored, above)
-        frac_above = torch.addcmul((1.0 - mirrored) * above, mirrored, below)
+    # a mirrored interval holds the fraction 1 - q below the mirrored quantile
+    frac_below = torch.addcmul((1.0 - mirrored) * below, mirrored, above)
+    frac_above = torch.addcmul((1.0 - mirrored) * above, mirrored, below)
     cdf_lo = 0.5 * torch.erfc(lo * -_SQRT_HALF)
     small_hi = 0.5 * torch.erfc((hi * _SQRT_HALF).abs())  # Phi(hi) if hi <= 0, else Phi(-hi)
     positive_hi = (hi > 0).to(lo.dtype)
@@ -433,6 +431,60 @@ def _quantile_from_probabilities(
     # ndtri(p) <= 0 solves for the smaller probability: its sign says which it was
     z = torch.copysign(torch.special.ndtri(p), p_below - p_above)
     return z * (1.0 - 2.0 * mirrored), deep
+
+
+def _standard_draw_value(alpha, beta, u, tails) -> torch.Tensor:
+    r"""Solve :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` for N(0,1) draws on :math:`[\alpha, \beta]`
+    (flat float64, no autograd; ``tails``: ``_double_tail`` of :math:`\alpha, \beta`).
+
+    With the doubled small tails :math:`t = 2\Phi(-|x|)` at the bounds, a one-sided interval
+    gives :math:`2\Phi(\mp z) = (1-u)t_\alpha + u t_\beta` (the sign of the side: below 0,
+    :math:`\Phi(z)`; above, :math:`\Phi(-z)`, the same equation); a central one gives both
+    :math:`2\Phi(z) = (1-u)t_\alpha + u(2 - t_\beta)` and :math:`2\Phi(-z) = (1-u)(2 - t_\alpha) + u t_\beta`.
+    All are sums of positive terms; the smaller probability is inverted by ``ndtri``. Masses
+    whose bound probabilities approach underflow are solved in log space, by index.
+    """
+    tail_a, tail_b = tails
+    central = ((alpha < 0) & (beta > 0)).to(u.dtype)  # a float mask: multiplying by a bool one is slow
+    v = 1.0 - u
+    # 2 Phi(beta) and 2 Phi(-alpha) for central intervals, the tails otherwise
+    far_b = torch.mul(tail_b, -2.0).add_(2.0).mul_(central).add_(tail_b)
+    far_a = torch.mul(tail_a, -2.0).add_(2.0).mul_(central).add_(tail_a)
+    below = torch.mul(v, tail_a).addcmul_(u, far_b)
+    above = torch.mul(v, far_a).addcmul_(u, tail_b)  # equal to `below` for one-sided intervals
+    # ndtri(p <= 1/2) <= 0: positive draws are those of right tails and central draws above the median
+    positive = (below > above) | (alpha >= 0)
+    z = torch.special.ndtri(torch.minimum(below, above).mul_(0.5))
+    z.copysign_(positive.to(z.dtype).sub_(0.5))
+    # bound probabilities below MASS_FLOOR (one-sided intervals only): log space
+    largest_tail = torch.maximum(tail_a, tail_b).add_(central, alpha=2.0)
+    if len(largest_tail) and largest_tail.min() < 2.0 * MASS_FLOOR:
+        (deep,) = torch.nonzero(largest_tail < 2.0 * MASS_FLOOR, as_tuple=True)
+        a, b = alpha[deep], beta[deep]
+        z[deep] = _quantile_in_log_space(a, b, _log_normal_mass_value(a, b, b - a), u[deep], v[deep])
+    return z
+
+
+class _StandardDraw(torch.autograd.Function):
+    r"""``_standard_draw_value`` with the implicit reparameterisation gradient: differentiating
+    :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` at fixed :math:`u`,
+    :math:`\partial z/\partial\alpha = (1-u)\,\phi(\alpha)/\phi(z)` and
+    :math:`\partial z/\partial\beta = u\,\phi(\beta)/\phi(z)`, formed from logs (finite far out,
+    0 at an infinite bound)."""
+
+    @staticmethod
+    def forward(ctx, alpha, beta, u, tails):
+        z = _standard_draw_value(alpha, beta, u, tails)
+        ctx.save_for_backward(alpha, beta, u, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, beta, u, z = ctx.saved_tensors
+        log_pdf_z = log_normal_pdf(z)
+        d_alpha = _density_over_mass(alpha, log_pdf_z - torch.log1p(-u))
+        d_beta = _density_over_mass(beta, log_pdf_z - torch.log(u))
+        return _chain(grad, d_alpha), _chain(grad, d_beta), None, None
 
 
 def _quantile_in_log_space(
