@@ -109,18 +109,42 @@ def run_gpytorch(n: int, steps: int = 50) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
+    parser.add_argument("--part", choices=["exact", "cg", "ski"], action="append",
+                        help="rerun only these comparisons, keeping the others' rows in the results file")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and for scikit-learn's BLAS (default: library defaults)")
     args = parser.parse_args()
+    if args.threads:
+        # on a shared 2-core machine, multithreaded BLAS/OpenMP can be slower than one thread;
+        # pinning both sides to the same count keeps the comparison fair
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
     exact_n, cg_ns, ski_ns = (3000, [5000, 10000], [10**4, 10**5, 10**6])
     if args.quick:
         exact_n, cg_ns, ski_ns = (600, [1200], [10**4])
+    parts = {
+        "exact": [lambda: run_mathkit("cholesky", exact_n), lambda: run_sklearn(exact_n)],
+        "cg": [f for n in cg_ns for f in (lambda n=n: run_mathkit("cg", n), lambda n=n: run_gpytorch(n))],
+        "ski": [lambda n=n: run_mathkit("ski", n) for n in ski_ns],
+    }
+    kept = {}
+    if args.part and RESULTS.exists():
+        previous = json.loads(RESULTS.read_text())
+        kept = {part: [r for r in previous["rows"] if r.get("part") == part] for part in parts}
     rows = []
-    for run in ([lambda: run_mathkit("cholesky", exact_n), lambda: run_sklearn(exact_n)]
-                + [f for n in cg_ns for f in (lambda n=n: run_mathkit("cg", n), lambda n=n: run_gpytorch(n))]
-                + [lambda n=n: run_mathkit("ski", n) for n in ski_ns]):
-        rows.append(run())
-        print(json.dumps(rows[-1]), flush=True)
-    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, no GPU, shared with other jobs",
+    for part, runs in parts.items():
+        if args.part and part not in args.part:
+            rows += kept.get(part, [])
+            continue
+        for run in runs:
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            rows.append({**run(), "part": part, "date": stamp, "threads": torch.get_num_threads()})
+            print(json.dumps(rows[-1]), flush=True)
+    dates = sorted(r["date"] for r in rows)
+    meta = {"date": dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}",
+            "machine": f"{platform.machine()} 2-core CPU, no GPU, shared with other jobs",
             "torch": torch.__version__}
     if not args.quick:
         RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
