@@ -28,6 +28,7 @@ from torch.distributions.utils import broadcast_all, lazy_property
 from mathkit.numerics import (
     _SQRT_HALF,
     MASS_FLOOR,
+    _chunked,
     _chain,
     _density_over_mass,
     _double_mass,
@@ -250,7 +251,7 @@ class TruncatedNormal(_BoundedLaw):
             return ((x - low) / scale).clamp(min=0.0).minimum(width), ((high - x) / scale).clamp(min=0.0).minimum(width)
 
         out = _LogTail.apply(
-            flat(self._alpha), flat(self._beta), z.reshape(-1), tuple(flat(t) for t in self._tails),
+            flat(self._alpha), flat(self._beta), z.reshape(-1), *(flat(t) for t in self._tails),
             flat(self._log_mass).detach(), offsets, upper,
         )
         return out.reshape(shape)
@@ -281,7 +282,7 @@ class TruncatedNormal(_BoundedLaw):
         def flat(t: torch.Tensor) -> torch.Tensor:
             return t.expand(shape).reshape(-1)
 
-        z = _StandardDraw.apply(flat(self._alpha), flat(self._beta), u, tuple(flat(t) for t in self._tails))
+        z = _StandardDraw.apply(flat(self._alpha), flat(self._beta), u, *(flat(t) for t in self._tails))
         x = torch.addcmul(_f64(self.loc), _f64(self.scale), z.reshape(shape))
         # float64 -> dtype rounds monotonically, so a draw inside [low, high] stays inside
         return self._out(torch.clamp(x, min=_f64(self.low), max=_f64(self.high)))
@@ -378,8 +379,15 @@ class _LogTail(torch.autograd.Function):
     :math:`\log(1-F)` mirrors it (:math:`\alpha \leftrightarrow \beta`, signs flipped)."""
 
     @staticmethod
-    def forward(ctx, alpha, beta, z, tails, log_mass, offsets, upper):
-        out = _log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper)
+    def forward(ctx, alpha, beta, z, tail_a, tail_b, log_mass, offsets, upper):
+        def part(rows: slice) -> torch.Tensor:
+            def offsets_in_part(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return offsets(index + rows.start)
+
+            return _log_tail_value(alpha[rows], beta[rows], z[rows], (tail_a[rows], tail_b[rows]),
+                                   log_mass[rows], offsets_in_part, upper)
+
+        out = _chunked(part, z.numel(), z)
         ctx.save_for_backward(alpha, beta, z, log_mass, out)
         ctx.upper = upper
         return out
@@ -394,7 +402,7 @@ class _LogTail(torch.autograd.Function):
         d_near = _chain(grad, sign * (_density_over_mass(near, log_mass) - _density_over_mass(near, log_part)))
         d_far = _chain(grad, -sign * _density_over_mass(far, log_mass))
         d_alpha, d_beta = (d_far, d_near) if ctx.upper else (d_near, d_far)
-        return d_alpha, d_beta, d_z, None, None, None, None
+        return d_alpha, d_beta, d_z, None, None, None, None, None
 
 
 def _quantile_from_probabilities(
@@ -473,8 +481,11 @@ class _StandardDraw(torch.autograd.Function):
     0 at an infinite bound)."""
 
     @staticmethod
-    def forward(ctx, alpha, beta, u, tails):
-        z = _standard_draw_value(alpha, beta, u, tails)
+    def forward(ctx, alpha, beta, u, tail_a, tail_b):
+        def part(rows: slice) -> torch.Tensor:
+            return _standard_draw_value(alpha[rows], beta[rows], u[rows], (tail_a[rows], tail_b[rows]))
+
+        z = _chunked(part, u.numel(), u)
         ctx.save_for_backward(alpha, beta, u, z)
         return z
 
@@ -484,7 +495,7 @@ class _StandardDraw(torch.autograd.Function):
         log_pdf_z = log_normal_pdf(z)
         d_alpha = _density_over_mass(alpha, log_pdf_z - torch.log1p(-u))
         d_beta = _density_over_mass(beta, log_pdf_z - torch.log(u))
-        return _chain(grad, d_alpha), _chain(grad, d_beta), None, None
+        return _chain(grad, d_alpha), _chain(grad, d_beta), None, None, None
 
 
 def _quantile_in_log_space(

@@ -28,6 +28,7 @@ and the constraint; NaN propagates as in torch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -328,6 +329,25 @@ def _double_mass(tail_a: torch.Tensor, tail_b: torch.Tensor, central: torch.Tens
     return torch.sub(tail_a, tail_b).abs_().add_(near)
 
 
+# Elementwise work on long tensors is done in slices of this many elements: the dozen
+# temporaries of a slice stay in the CPU caches and are recycled by the allocator, which
+# halves the time of memory-bound passes over 10^6 elements; 2^16 still lets torch split
+# each operation between threads.
+_CHUNK = 1 << 16
+
+
+def _chunked(fn: Callable[[slice], torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
+    """``fn(slice)`` over consecutive slices of ``range(n)``, concatenated into a tensor like ``like``
+    (dtype and device). ``fn`` must compute each element from its own slice only."""
+    if n <= _CHUNK:
+        return fn(slice(0, n))
+    out = torch.empty(n, dtype=like.dtype, device=like.device)
+    for start in range(0, n, _CHUNK):
+        part = slice(start, min(start + _CHUNK, n))
+        out[part] = fn(part)
+    return out
+
+
 def _log_normal_mass_value(
     a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails: tuple[torch.Tensor, torch.Tensor] | None = None
 ) -> torch.Tensor:
@@ -336,11 +356,17 @@ def _log_normal_mass_value(
     ``tails``: ``_double_tail`` of ``a`` and ``b`` if the caller has them."""
     shape = a.shape
     a, b, width = (t.reshape(-1) for t in (a, b, width))
-    tail_a, tail_b = (_double_tail(a), _double_tail(b)) if tails is None else (t.reshape(-1) for t in tails)
-    mass2 = _double_mass(tail_a, tail_b, (a < 0) & (b > 0))
-    out = torch.log(mass2).sub_(_LOG_2)
-    _refine_log_mass(out, mass2, a, b, width, tail_a, tail_b)
-    return out.reshape(shape)
+    tail_a, tail_b = (None, None) if tails is None else (t.reshape(-1) for t in tails)
+
+    def part(rows: slice) -> torch.Tensor:
+        lo, hi = a[rows], b[rows]
+        t_lo, t_hi = (_double_tail(lo), _double_tail(hi)) if tails is None else (tail_a[rows], tail_b[rows])
+        mass2 = _double_mass(t_lo, t_hi, (lo < 0) & (hi > 0))
+        out = torch.log(mass2).sub_(_LOG_2)
+        _refine_log_mass(out, mass2, lo, hi, width[rows], t_lo, t_hi)
+        return out
+
+    return _chunked(part, a.numel(), a).reshape(shape)
 
 
 def _refine_log_mass(
