@@ -196,8 +196,9 @@ class TruncatedNormal(_BoundedLaw):
     @lazy_property
     def _tails(self) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`2\Phi(-|\alpha|)`, :math:`2\Phi(-|\beta|)`: shared by the mass and the cdf (values only)."""
-        alpha, beta = self._alpha.detach(), self._beta.detach()
-        return _double_tail(alpha), _double_tail(beta)
+        alpha, beta = self._alpha.detach().reshape(-1), self._beta.detach().reshape(-1)
+        return tuple(_chunked(lambda rows: _double_tail(t[rows]), t.numel(), t).reshape(self._alpha.shape)
+                     for t in (alpha, beta))
 
     @lazy_property
     def _log_mass(self) -> torch.Tensor:
@@ -247,7 +248,8 @@ class TruncatedNormal(_BoundedLaw):
         def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # offsets from the bounds in original units (exact subtractions near a bound), so
             # that short intervals far out keep their precision (see numerics._log_normal_mass)
-            x, low, high, scale, width = (flat(t)[index] for t in (value, self.low, self.high, self.scale, self._std_width))
+            x, low, high, scale, width = (flat(t).index_select(0, index)
+                                          for t in (value, self.low, self.high, self.scale, self._std_width))
             return ((x - low) / scale).clamp(min=0.0).minimum(width), ((high - x) / scale).clamp(min=0.0).minimum(width)
 
         out = _LogTail.apply(
@@ -364,11 +366,11 @@ def _log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> to
     redo = _may_cancel(mass_az, tail_a, tail_z) | _may_cancel(mass_zb, tail_z, tail_b) | (smaller < 2.0 * MASS_FLOOR)
     (index,) = torch.nonzero(redo, as_tuple=True)
     if len(index):
-        a, b, x, log_z = alpha[index], beta[index], z[index], log_mass[index]
+        a, b, x, log_z = (t.index_select(0, index) for t in (alpha, beta, z, log_mass))
         above_low, below_high = offsets(index)
         below = _log_normal_mass_value(a, x, above_low) - log_z
         above = _log_normal_mass_value(x, b, below_high) - log_z
-        out[index] = _from_smaller(torch.minimum(below, above), above <= below if upper else below <= above)
+        out.index_copy_(0, index, _from_smaller(torch.minimum(below, above), above <= below if upper else below <= above))
     return out
 
 

@@ -379,28 +379,30 @@ def _refine_log_mass(
     if out.numel() == 0:
         return
     smallest, largest = torch.aminmax(mass2)
+    # (index_select/index_copy_: ~3x faster than t[index] and t[index] = v on CPUs)
     # - mass near 1 (central intervals only): log1p of the tails keeps log M relatively exact;
     if largest > 2.0 - 2e-3:
         (full,) = torch.nonzero(mass2 > 2.0 - 2e-3, as_tuple=True)
-        out[full] = torch.log1p(-0.5 * (tail_a[full] + tail_b[full]))
+        tails = tail_a.index_select(0, full) + tail_b.index_select(0, full)
+        out.index_copy_(0, full, torch.log1p(-0.5 * tails))
     # - masses near the float64 underflow threshold, far out: log space;
     if smallest < 2.0 * MASS_FLOOR:
         (deep,) = torch.nonzero(mass2 < 2.0 * MASS_FLOOR, as_tuple=True)
-        lo, hi = _to_lower_side(a[deep], b[deep])
+        lo, hi = _to_lower_side(a.index_select(0, deep), b.index_select(0, deep))
         far = hi <= -1.0
         deep, lo, hi = deep[far], lo[far], hi[far]
-        out[deep] = _log_diff_exp(torch.special.log_ndtr(hi), torch.special.log_ndtr(lo))
+        out.index_copy_(0, deep, _log_diff_exp(torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)))
     # - masses small against the tails subtracted (short intervals, anywhere): quadrature.
     #   That needs a width below 0.11: a one-sided interval cancels only if its log tail
     #   ratio, at least 0.798 * width, is below -log 0.98; a central one only inside +-0.0502.
-    if bool((width < 0.11).any()):
-        (short,) = torch.nonzero(width < 0.11, as_tuple=True)
-        central = ((a[short] < 0) & (b[short] > 0)).to(a.dtype)
-        near = torch.maximum(tail_a[short], tail_b[short])
-        cancelled = mass2[short] < 0.02 * torch.addcmul(near, central, 2.0 - near)
-        cancelled &= _is_short(a[short], width[short])
-        short = short[cancelled]
-        out[short] = _log_mass_by_quadrature(a[short], width[short])
+    (short,) = torch.nonzero(width < 0.11, as_tuple=True)
+    if len(short):
+        lo, hi, w = (t.index_select(0, short) for t in (a, b, width))
+        central = ((lo < 0) & (hi > 0)).to(a.dtype)
+        near = torch.maximum(tail_a.index_select(0, short), tail_b.index_select(0, short))
+        cancelled = mass2.index_select(0, short) < 0.02 * torch.addcmul(near, central, 2.0 - near)
+        cancelled &= _is_short(lo, w)
+        out.index_copy_(0, short[cancelled], _log_mass_by_quadrature(lo[cancelled], w[cancelled]))
 
 
 # 32-point Gauss-Legendre rule on [-1, 1]
