@@ -483,12 +483,12 @@ def _log_normal_mass(
 def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
     r"""Log of the standard normal mass of :math:`[a, b]`: :math:`\log(\Phi(b) - \Phi(a))`.
 
-    Stable for any :math:`a \le b` on the extended real line. The interval is
-    first mirrored, if needed, to the side of 0 where the endpoint probabilities
-    are lower tails (:math:`\Phi(b) - \Phi(a) = \Phi(-a) - \Phi(-b)`), each
-    relatively exact via ``erfc``; then: a difference of those tails (one-sided
-    intervals), ``log1p`` of the two tails (mass near 1), a difference of ``erf``
-    values (small masses near 0, where ``erf`` is relatively exact), and a
+    Stable for any :math:`a \le b` on the extended real line. Each endpoint
+    contributes its small tail :math:`\Phi(-|x|)`, relatively exact via ``erfc``
+    (the mass of an interval on one side of 0 is the difference of its tails,
+    :math:`\Phi(b) - \Phi(a) = \Phi(-a) - \Phi(-b)` on the right; a central one is
+    1 minus both); then, by index: ``log1p`` of the two tails (mass near 1), a
+    Gauss-Legendre quadrature for short intervals whose tails cancel, and a
     difference in log space where the tails approach float64 underflow (masses
     below 1e-290, e.g. [38, 40]). Infinite bounds and :math:`a = b` (``-inf``)
     are exact. Accuracy degrades only for intervals far out and much narrower
@@ -502,8 +502,8 @@ def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
     are formed from logs, so they are finite for every :math:`a < b` and exactly
     0 at an infinite bound. Scipy's ``scipy.stats._continuous_distns._log_gauss_mass``
     uses a similar case split; here the cases are blended without ``torch.where``
-    on the bulk (a branch per element is slow on CPUs) and the rare ones redone
-    by index.
+    on the bulk (a branch per element is slow on CPUs), long inputs are processed
+    in cache-sized slices, and the rare cases are redone by index.
 
     Args:
         a, b: broadcastable lower and upper bounds.
