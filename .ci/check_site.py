@@ -43,9 +43,14 @@ class PageParser(HTMLParser):
         self.math_elements = 0
         self.mjx_containers = 0
         self.mjx_errors = 0
+        self.text: list[str] = []  # prose only, outside code, scripts and rendered math
+        self.all_text: list[str] = []
+        self._skip_text = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
+        if tag in ("script", "style", "pre", "code", "mjx-container", "textarea"):
+            self._skip_text += 1
         if "id" in a:
             self.ids.add(a["id"])
         if tag == "a" and "name" in a:
@@ -65,6 +70,16 @@ class PageParser(HTMLParser):
             a.get("href") if tag == "link" and a.get("rel", "") in ("stylesheet", "preload", "icon") else None)
         if asset and urlsplit(asset).scheme in ("http", "https") or (asset or "").startswith("//"):
             self.remote_assets.append(asset)
+
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "pre", "code", "mjx-container", "textarea") and self._skip_text:
+            self._skip_text -= 1
+
+    def handle_data(self, data: str) -> None:
+        self.all_text.append(data)
+        if not self._skip_text:
+            self.text.append(data)
 
 
 def parse(html: str) -> PageParser:
@@ -138,6 +153,12 @@ def check_page(page: Path, root: Path, port: int, shots: Path | None) -> list[st
             if unquote(anchor) not in ids:
                 problems.append(f"broken anchor {href}")
     problems += [f"remote asset {a}" for a in dom.remote_assets]
+    text = " ".join(dom.text)
+    if "<Figure size" in " ".join(dom.all_text):
+        problems.append("a figure shows as its text repr instead of an image")
+    stray = re.findall(r"\$\\[A-Za-z]+|\\(?:frac|tfrac|operatorname|mathrm)\{", text)
+    if stray:
+        problems.append(f"unrendered TeX in the text: {sorted(set(stray))[:5]}")
     source_ipynb = root / "_sources" / Path(rel).with_suffix(".ipynb")
     if source_ipynb.exists():
         if not any("mybinder.org" in h for h in dom.links):
