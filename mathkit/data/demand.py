@@ -29,6 +29,8 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
+from mathkit.data._checks import check_probability
+
 __all__ = ["DemandData", "simulate_demand"]
 
 #: Relative weekday effect, Monday first (busy Fridays and Saturdays, quiet Sunday).
@@ -86,15 +88,6 @@ class DemandData:
         return np.concatenate([weekday, self.promo[..., None].astype(float)], axis=-1)
 
 
-def _check_fraction(name: str, value: float, *, closed: bool) -> float:
-    value = float(value)
-    inside = 0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0
-    if not inside:
-        interval = "[0, 1]" if closed else "(0, 1)"
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return value
-
-
 def _split_slices(n_days: int, fractions: tuple[float, float, float]) -> dict[str, slice]:
     if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split must be three positive fractions summing to 1, got {fractions!r}")
@@ -140,8 +133,8 @@ def simulate_demand(
         raise ValueError(f"n_days must be an integer of at least 30, got {n_days!r}")
     if not noise > 0:
         raise ValueError(f"noise must be positive, got {noise!r}")
-    promo_prob = _check_fraction("promo_prob", promo_prob, closed=True)
-    stockout_rate = _check_fraction("stockout_rate", stockout_rate, closed=True)
+    promo_prob = check_probability("promo_prob", promo_prob)
+    stockout_rate = check_probability("stockout_rate", stockout_rate)
     if stockout_rate == 1.0:
         raise ValueError("stockout_rate must be below 1 (some days must keep stock), got 1.0")
     if levels is None:

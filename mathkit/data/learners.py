@@ -12,14 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mathkit.data._checks import check_probability
+
 __all__ = ["LearnerPopulation", "simulate_learners", "published_success_rate"]
-
-
-def _check_probability(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -83,11 +78,11 @@ def simulate_learners(
     """
     if not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    theory_share = _check_probability("theory_share", theory_share)
-    p_yes = _check_probability("success_with_theory", success_with_theory)
-    p_no = _check_probability("success_without_theory", success_without_theory)
-    pub_s = _check_probability("publish_if_success", publish_if_success)
-    pub_f = _check_probability("publish_if_failure", publish_if_failure)
+    theory_share = check_probability("theory_share", theory_share)
+    p_yes = check_probability("success_with_theory", success_with_theory)
+    p_no = check_probability("success_without_theory", success_without_theory)
+    pub_s = check_probability("publish_if_success", publish_if_success)
+    pub_f = check_probability("publish_if_failure", publish_if_failure)
     rng = np.random.default_rng() if rng is None else rng
 
     theory = rng.random(n) < theory_share
