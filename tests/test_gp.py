@@ -12,7 +12,10 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process import kernels as sk
 
 from mathkit.gp import RBF, GPRegressor, Kernel, Matern, Periodic
-from mathkit.linalg import GridInterpolation, batched_cg, lanczos_logdet, pivoted_cholesky, toeplitz_matmul
+from mathkit.linalg import (
+    GridInterpolation, _cholesky_, _cholesky_inverse_, _cholesky_solve, batched_cg, lanczos_logdet,
+    pivoted_cholesky, toeplitz_matmul,
+)
 
 
 def _data(n, seed=0, noise_sd=0.1, dims=1):
@@ -117,6 +120,48 @@ def test_exact_gradient_matches_finite_differences():
         e[j] = 1e-5
         fd = (backend.value_and_grad(theta + e)[0] - backend.value_and_grad(theta - e)[0]) / 2e-5
         assert float(grad[j]) == pytest.approx(fd, rel=1e-5, abs=1e-6)
+
+
+def _dense_nll(kernel, X, y, theta, learned_noise, profile):
+    """Negative log marginal likelihood by dense torch algebra (slogdet, solve), for autograd."""
+    p = kernel.n_params
+    K = kernel(X, X, theta[:p])
+    noise = torch.exp(theta[p]) if learned_noise else torch.tensor(0.05, dtype=torch.float64)
+    K = K + noise * torch.eye(len(X), dtype=torch.float64)
+    quad = y @ torch.linalg.solve(K, y)
+    logdet = torch.linalg.slogdet(K)[1]
+    n = len(y)
+    if profile:  # maximised over a common scale c of K: c = y^T K^-1 y / n
+        return 0.5 * n * (1 + torch.log(quad / n) + math.log(2 * math.pi)) + 0.5 * logdet
+    return 0.5 * quad + 0.5 * logdet + 0.5 * n * math.log(2 * math.pi)
+
+
+@pytest.mark.parametrize("learned_noise, profile", [(True, False), (True, True), (False, False)])
+def test_exact_value_and_gradient_over_row_blocks_match_dense_autograd(learned_noise, profile):
+    """n = 700 spans three row blocks of the lower triangle (and a partial one)."""
+    from mathkit.gp import ExactBackend
+
+    X, y = _data(700, seed=5)
+    X, y = torch.tensor(X), torch.tensor(y)
+    kernel = RBF() + Periodic(1.0, 3.0, 0.5)
+    backend = ExactBackend(kernel, X, y, None if learned_noise else 0.05)
+    backend.profile = profile
+    theta = torch.tensor([-0.6, 0.2, 0.1, 1.0, -0.4] + ([math.log(0.03)] if learned_noise else []), dtype=torch.float64)
+    value, grad = backend.value_and_grad(theta)
+    th = theta.clone().requires_grad_(True)
+    dense = _dense_nll(kernel, X, y, th, learned_noise, profile)
+    dense.backward()
+    assert value == pytest.approx(float(dense.detach()), rel=1e-12)
+    np.testing.assert_allclose(grad.numpy(), th.grad.numpy(), rtol=1e-8, atol=1e-8)
+
+
+def test_duplicate_inputs_get_jitter_with_a_warning():
+    X = np.repeat(np.linspace(0, 5, 40), 2)
+    y = np.sin(X)
+    with pytest.warns(UserWarning, match="jitter"):
+        gp = GPRegressor(RBF(1.0, 1.0), noise=1e-300, method="cholesky", optimizer=None).fit(X, y)
+    assert np.isfinite(gp.log_marginal_likelihood())
+    np.testing.assert_allclose(gp.predict(X[::2]), y[::2], atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -285,3 +330,22 @@ def test_cubic_interpolation_is_exact_for_quadratics():
     np.testing.assert_allclose(w.sum(1).numpy(), 1.0, atol=1e-14)
     with pytest.raises(ValueError, match="outside"):
         grid.weights(torch.tensor([[5.0]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_in_place_cholesky_kernels_against_numpy(dtype):
+    """The LAPACK path (float64, contiguous) and the torch fallback (here float32)."""
+    rng = np.random.default_rng(6)
+    G = rng.standard_normal((50, 50))
+    A = G @ G.T + 50 * np.eye(50)
+    b = rng.standard_normal(50)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    work = torch.tensor(np.tril(A) + np.triu(np.full((50, 50), np.nan), 1), dtype=dtype)  # lower triangle only
+    assert _cholesky_(work)
+    L = work.tril().double().numpy()
+    np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=tol, atol=tol * 10)
+    inverse = _cholesky_inverse_(work, torch.empty_like(work)).tril().double().numpy()
+    np.testing.assert_allclose(inverse, np.tril(np.linalg.inv(A)), rtol=tol * 100, atol=tol)
+    x = _cholesky_solve(work.tril(), torch.tensor(b, dtype=dtype)).double().numpy()
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=tol * 100, atol=tol)
+    assert not _cholesky_(torch.tensor(-np.eye(3), dtype=dtype))
