@@ -73,7 +73,8 @@ class GPRegressor:
         ``None`` keeps the given hyperparameters.
     subset_sizes : tuple of int
         Nested random subsets fitted exactly first (a warm start); the full data then gets
-        at most ``refine_steps`` quasi-Newton steps, the Hessian taken from the last subset.
+        at most ``refine_steps`` quasi-Newton steps, with a Hessian extrapolated from the last two
+        subsets (one subset: scaled by ``n / n_subset``).
         Hyperparameters are intensive (they do not grow with ``n``), so a subset lands close.
     grid_size : int or tuple of int, optional
         SKI grid points per axis (default from ``n``: :math:`\min(1000, \max(100, 4\sqrt n))`
@@ -178,46 +179,39 @@ class GPRegressor:
         n = len(y)
         rng = np.random.default_rng(self.random_state)
         perm = torch.from_numpy(rng.permutation(n))
-        last, previous = None, None
         sizes = [s for s in self.subset_sizes if 2 * s <= n]
         if isinstance(backend, SKIDenseBackend):
             sizes = sizes[:1]  # its steps cost O(m^3) in the grid size: a rough start suffices
         if not sizes and not backend.deterministic:
             sizes = [min(n, min(self.subset_sizes))]  # stochastic objectives need a warm start
-        for size in sizes:
-            previous, last = last, ExactBackend(kernel, X[perm[:size]], y[perm[:size]], self.noise)
-            last.profile = True
-            # a warm start needs no more digits than the full-data steps will fix anyway
-            theta = last.rescale(_lbfgs(last.value_and_grad, theta, ftol=1e-7))
         exact = isinstance(backend, ExactBackend)
+        curvatures = []  # (subset size, Hessian at its optimum)
+        for i, size in enumerate(sizes):
+            subset = ExactBackend(kernel, X[perm[:size]], y[perm[:size]], self.noise)
+            subset.profile = True
+            # a warm start needs no more digits than the full-data steps will fix anyway
+            theta = _lbfgs(subset.value_and_grad, theta, ftol=1e-7)
+            if i >= len(sizes) - 2:  # the last two subsets' curvature models the full data's
+                # the profiled objective (exact backend) is flat along the scale, so its Hessian
+                # is taken where L-BFGS stopped; the plain one (CG) at the best scale
+                at = theta if exact else subset.rescale(theta)
+                subset.profile = exact
+                flat = subset.scale_direction() if subset.profiling else None
+                curvatures.append((size, _finite_difference_hessian(subset.value_and_grad, at, flat)))
+                subset.profile = True
+            theta = subset.rescale(theta)
         backend.profile = backend.deterministic
-        if last is None or not exact and backend.deterministic:
+        if not sizes or not exact and backend.deterministic:
             # Full L-BFGS: the exact path for small n, and 1-D SKI whose steps cost O(m^3).
             theta = _lbfgs(backend.value_and_grad, theta)
         else:
-            hessian = self._extrapolated_hessian(previous, last, theta, n, profile=exact)
+            hessian = _extrapolated_hessian(curvatures, n)
             flat = backend.scale_direction() if backend.profiling else None
             # a stochastic objective cannot resolve changes much below its probe noise
             theta = _quasi_newton(backend.value_and_grad, theta, hessian, self.refine_steps,
                                   value=backend.value if exact else None, flat=flat,
                                   tol=1e-4 if backend.deterministic else 1e-2)
         return backend.rescale(theta)
-
-    @staticmethod
-    def _extrapolated_hessian(previous, last, theta, n: int, profile: bool) -> torch.Tensor:
-        """Hessian of the full-data objective, extrapolated linearly in log n from the last two
-        nested subsets (a single subset scaled by n / n_subset when there is one). Random
-        subsets of one domain add information ever more slowly (infill asymptotics): at
-        n = 3,000 on the benchmark data, 500 -> 1,000 -> 3,000 points raised the lengthscale
-        curvature 745 -> 844 -> 951; linear extrapolation in n overshot by 30%, in log n by 5%."""
-        last.profile = profile
-        H_last = _finite_difference_hessian(last.value_and_grad, theta)
-        if previous is None:
-            return H_last * (n / len(last.y))
-        previous.profile = profile
-        H_prev = _finite_difference_hessian(previous.value_and_grad, theta)
-        slope = (H_last - H_prev) / math.log(len(last.y) / len(previous.y))
-        return H_last + slope * math.log(n / len(last.y))
 
     # ----------------------------------------------------------------- predict
     def predict(self, X, return_std: bool = False):
@@ -280,15 +274,37 @@ def _lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> torch.T
     return torch.from_numpy(res.x)
 
 
-def _finite_difference_hessian(value_and_grad, theta: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    """Hessian of the negative log likelihood by forward differences of its exact gradient."""
+def _extrapolated_hessian(curvatures: list[tuple[int, torch.Tensor]], n: int) -> torch.Tensor:
+    """Hessian of the full-data objective from those of the last two nested subsets (each at
+    its own optimum), extrapolated linearly in log n (a single subset's scaled by n / n_subset).
+
+    Random subsets of one domain add information ever more slowly (infill asymptotics): at
+    n = 3,000 on the benchmark data, 500 -> 1,000 -> 3,000 points raised the lengthscale
+    curvature 745 -> 844 -> 951; linear extrapolation in n overshot by 30%, in log n by 5%.
+    """
+    if len(curvatures) == 1:
+        size, H = curvatures[0]
+        return H * (n / size)
+    (n_prev, H_prev), (n_last, H_last) = curvatures[-2:]
+    slope = (H_last - H_prev) / math.log(n_last / n_prev)
+    return H_last + slope * math.log(n / n_last)
+
+
+def _finite_difference_hessian(value_and_grad, theta: torch.Tensor, flat: torch.Tensor | None = None,
+                               eps: float = 1e-4) -> torch.Tensor:
+    """Hessian of the negative log likelihood by forward differences of its exact gradient.
+
+    ``flat``: a direction along which the objective is constant (a profiled scale); only the
+    directions orthogonal to it are differenced, and the Hessian is zero along it.
+    """
+    p = len(theta)
+    basis = torch.eye(p, dtype=theta.dtype)
+    if flat is not None:
+        # orthonormal basis of the complement of `flat`: the last p - 1 columns of a QR
+        basis = torch.linalg.qr(torch.cat([flat[:, None], basis], 1)).Q[:, 1:p]
     _, g0 = value_and_grad(theta)
-    cols = []
-    for j in range(len(theta)):
-        step = torch.zeros_like(theta)
-        step[j] = eps
-        cols.append((value_and_grad(theta + step)[1] - g0) / eps)
-    H = torch.stack(cols, 1)
+    columns = torch.stack([(value_and_grad(theta + eps * b)[1] - g0) / eps for b in basis.T], 1)
+    H = columns @ basis.T
     return 0.5 * (H + H.T)
 
 
@@ -465,8 +481,15 @@ class ExactBackend(_Backend):
     def value(self, theta: torch.Tensor) -> float:
         return self._objective(theta)[2]
 
-    @_one_torch_thread()
     def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        # optimisers often ask again for the point they stopped at
+        memo = getattr(self, "_memo", None)
+        if memo is None or memo[0] != self.profile or not torch.equal(memo[1], theta):
+            self._memo = (self.profile, theta.detach().clone(), *self._value_and_grad(theta))
+        return self._memo[2], self._memo[3].clone()
+
+    @_one_torch_thread()
+    def _value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         L, alpha, nll, scale = self._objective(theta)
         _, W = self._buffers()
         _cholesky_inverse_(L, out=W)
