@@ -195,7 +195,7 @@ class TruncatedNormal(_BoundedLaw):
     are exact in the far tails, reparameterised (gradients reach all four
     parameters), and clamped into :math:`[\ell, h]` against the last rounding.
     Without gradients (``sample``, or ``rsample`` under ``torch.no_grad``), intervals
-    whose near end is 3 or more standard deviations out are drawn instead by Robert's
+    whose near end is 8 or more standard deviations out are drawn instead by Robert's
     (1995) exponential rejection sampler, exact and free of special functions, and
     long batches are processed in cache-sized slices with no full-size intermediates
     (also for ``log_prob``, ``log_cdf`` and ``log_sf``). The two samplers give different
@@ -396,9 +396,9 @@ class TruncatedNormal(_BoundedLaw):
             if len(by_inversion):
                 z.index_copy_(0, by_inversion, _draws_by_inversion(*(t.index_select(0, by_inversion) for t in (c.alpha, c.beta))))
             a, b = c.alpha.index_select(0, by_rejection), c.beta.index_select(0, by_rejection)
-            left = b < 0  # mirrored to the right of 0, drawn there, and mirrored back
-            draws = _right_tail_by_rejection(torch.where(left, -b, a), torch.where(left, -a, b))
-            z.index_copy_(0, by_rejection, torch.where(left, -draws, draws))
+            # left tails are mirrored to the right of 0, drawn there, and mirrored back (b < 0)
+            draws = _right_tail_by_rejection(torch.maximum(a, -b), torch.maximum(b, -a))
+            z.index_copy_(0, by_rejection, draws.copysign_(b))
         return torch.addcmul(c.loc, c.scale, z).clamp_(min=c.low, max=c.high)
 
     # ------------------------------------------------------------- moments
@@ -596,8 +596,10 @@ def _draws_by_inversion(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor
 
 
 #: ``sample`` draws intervals whose near end is at least this many standard deviations from
-#: the mean by rejection (Robert 1995): acceptance 0.8 at 1, 0.95 at 3, -> 1 far out
-_REJECTION_FROM = 3.0
+#: the mean by rejection (Robert 1995; measured acceptance 0.88 from 1, 0.96 from 3, 0.993
+#: from 8). Nearer intervals cost about the same either way, and keeping them whole avoids
+#: splitting a slice in two (typical laws: 43 ms per 10^6 at 2 threads with 8, 52-54 with 3).
+_REJECTION_FROM = 8.0
 
 
 def _right_tail_by_rejection(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
@@ -614,22 +616,26 @@ def _right_tail_by_rejection(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor
     ones do, and the draws are exact; rejected entries are redrawn by index. No gradient:
     ``rsample`` with gradients inverts the cdf instead.
     """
-    rate = 0.5 * (lo + torch.sqrt(lo * lo + 4.0))
-    inside = torch.mul(hi - lo, -rate).expm1_().neg_()  # 1 - e^{-rate (hi - lo)}: 1 for hi = inf
+    rate = torch.mul(lo, lo).add_(4.0).sqrt_().add_(lo).mul_(0.5)
+    inside = torch.sub(lo, hi).mul_(rate).expm1_().neg_()  # 1 - e^{-rate (hi - lo)}: 1 for hi = inf
     peak = torch.minimum(rate, hi)
-    out = torch.empty_like(lo)
-    pending = None  # all entries in the first round, then the rejected ones by index
-    while pending is None or len(pending):
-        lo_p, rate_p, inside_p, peak_p = (t if pending is None else t.index_select(0, pending)
-                                          for t in (lo, rate, inside, peak))
-        u = torch.rand((2, len(lo_p)), dtype=lo.dtype, device=lo.device)
-        z = lo_p - torch.log1p(-u[0] * inside_p) / rate_p
-        # log u <= g(z) - g(peak) = (z - peak) (rate - (z + peak)/2)
-        accept = torch.log(u[1]) <= (z - peak_p) * (rate_p - 0.5 * (z + peak_p))
-        index = torch.arange(len(lo), device=lo.device) if pending is None else pending
-        out.index_copy_(0, index[accept], z[accept])
-        pending = index[~accept]
-    return torch.minimum(out, hi).clamp_(min=lo)  # against the last rounding
+    params = (lo, rate, inside, peak, rate - peak)  # the last: 0 unless the interval ends before the rate
+    out, accept = _exponential_proposals(*params)
+    (pending,) = torch.nonzero(~accept, as_tuple=True)
+    while len(pending):
+        z, accept = _exponential_proposals(*(t.index_select(0, pending) for t in params))
+        out.index_copy_(0, pending[accept], z[accept])
+        pending = pending[~accept]
+    return torch.minimum(out, hi, out=out)  # against the last rounding (z >= lo holds exactly)
+
+
+def _exponential_proposals(lo, rate, inside, peak, excess) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of ``_right_tail_by_rejection``: proposals and whether each is accepted."""
+    u = torch.rand((2, len(lo)), dtype=lo.dtype, device=lo.device)
+    z = torch.mul(u[0], inside).neg_().log1p_().div_(rate).neg_().add_(lo)
+    # accept if log u <= g(z) - g(peak) = d (excess - d/2), d = z - peak
+    d = z - peak
+    return z, torch.log(u[1]) <= torch.mul(d, -0.5).add_(excess).mul_(d)
 
 
 class _StandardDraw(torch.autograd.Function):
