@@ -57,9 +57,13 @@ def _f64(x: torch.Tensor) -> torch.Tensor:
     return x.to(_F64)
 
 
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def _standardize(bound: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """:math:`(b - \\mu)/\\sigma` in float64, infinite bounds kept infinite without NaN gradients."""
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (bound, loc, scale))):
+    if not _needs_grad(bound, loc, scale):
         return (_f64(bound) - _f64(loc)) / _f64(scale)
     finite = torch.isfinite(bound)
     # double where: (inf - loc)/scale would send inf * 0 = NaN into d/dscale
@@ -152,12 +156,8 @@ class _Chunk(NamedTuple):
 
 
 def _uniform_open(shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """Uniform draws in (0, 1) as float64: u = 0 (probability 2^-53) would put a draw at an infinite bound."""
+    """Uniform draws in (0, 1), float64: u = 0 (probability 2^-53) would put a draw at an infinite bound."""
     return torch.rand(shape, dtype=_F64, device=device).clamp_(min=2.0**-54)
-
-
-def _needs_grad(*tensors: torch.Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 class TruncatedNormal(_BoundedLaw):
@@ -246,7 +246,7 @@ class TruncatedNormal(_BoundedLaw):
     def _std_width(self) -> torch.Tensor:
         """:math:`\\beta - \\alpha` from the unstandardised bounds: exact to one rounding, however far out."""
         low, high, scale = _f64(self.low), _f64(self.high), _f64(self.scale)
-        if not (torch.is_grad_enabled() and any(t.requires_grad for t in (self.low, self.high, self.scale))):
+        if not _needs_grad(self.low, self.high, self.scale):
             return (high - low) / scale
         # double where, as in _standardize: an infinite width must not send inf * 0 into the gradients
         finite = torch.isfinite(high - low)
@@ -326,11 +326,8 @@ class TruncatedNormal(_BoundedLaw):
             return _f64(t).expand(shape).reshape(-1)
 
         def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            # offsets from the bounds in original units (exact subtractions near a bound), so
-            # that short intervals far out keep their precision (see numerics._log_normal_mass)
-            x, low, high, scale, width = (flat(t).index_select(0, index)
-                                          for t in (value, self.low, self.high, self.scale, self._std_width))
-            return ((x - low) / scale).clamp(min=0.0).minimum(width), ((high - x) / scale).clamp(min=0.0).minimum(width)
+            return _offsets_from_bounds(*(flat(t).index_select(0, index)
+                                          for t in (value, self.low, self.high, self.scale, self._std_width)))
 
         out = _LogTail.apply(
             flat(self._alpha), flat(self._beta), z.reshape(-1), *(flat(t) for t in self._tails),
@@ -345,8 +342,7 @@ class TruncatedNormal(_BoundedLaw):
         log_mass = _log_normal_mass_value(c.alpha, c.beta, width, tails)
 
         def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            x, low, high, scale, width_i = (t.index_select(0, index) for t in (c.value, c.low, c.high, c.scale, width))
-            return ((x - low) / scale).clamp(min=0.0).minimum(width_i), ((high - x) / scale).clamp(min=0.0).minimum(width_i)
+            return _offsets_from_bounds(*(t.index_select(0, index) for t in (c.value, c.low, c.high, c.scale, width)))
 
         return _log_tail_value(c.alpha, c.beta, z, tails, log_mass, offsets, upper)
 
@@ -394,7 +390,8 @@ class TruncatedNormal(_BoundedLaw):
             z = torch.empty_like(c.alpha)
             (by_inversion,) = torch.nonzero(~tail, as_tuple=True)
             if len(by_inversion):
-                z.index_copy_(0, by_inversion, _draws_by_inversion(*(t.index_select(0, by_inversion) for t in (c.alpha, c.beta))))
+                near = (t.index_select(0, by_inversion) for t in (c.alpha, c.beta))
+                z.index_copy_(0, by_inversion, _draws_by_inversion(*near))
             a, b = c.alpha.index_select(0, by_rejection), c.beta.index_select(0, by_rejection)
             # left tails are mirrored to the right of 0, drawn there, and mirrored back (b < 0)
             draws = _right_tail_by_rejection(torch.maximum(a, -b), torch.maximum(b, -a))
@@ -439,6 +436,15 @@ class TruncatedNormal(_BoundedLaw):
 
     def entropy(self) -> torch.Tensor:
         return self._out(torch.log(_f64(self.scale)) + self._standard_moments[2])
+
+
+def _offsets_from_bounds(x, low, high, scale, width) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised distances from ``x`` up from ``low`` and down from ``high``, within [0, width].
+
+    Taken in original units (exact subtractions near a bound), so that short intervals far
+    out keep their precision (see :func:`mathkit.numerics.log_normal_mass`).
+    """
+    return ((x - low) / scale).clamp(min=0.0).minimum(width), ((high - x) / scale).clamp(min=0.0).minimum(width)
 
 
 def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:

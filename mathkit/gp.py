@@ -428,11 +428,12 @@ class ExactBackend(_Backend):
     much as the arithmetic on it, and autograd through a full kernel matrix makes a dozen.
     """
 
-    def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if not hasattr(self, "_factor_buffer"):
-            n = len(self.y)
-            self._factor_buffer, self._inverse_buffer = (torch.zeros(n, n, dtype=self.y.dtype) for _ in range(2))
-        return self._factor_buffer, self._inverse_buffer
+    def _buffer(self, name: str) -> torch.Tensor:
+        """The ``n x n`` buffer ``name`` ("factor" or "inverse"), allocated on first use."""
+        key = f"_{name}_buffer"
+        if key not in self.__dict__:
+            setattr(self, key, torch.zeros(len(self.y), len(self.y), dtype=self.y.dtype))
+        return self.__dict__[key]
 
     def _lower_blocks(self):
         """Row blocks ``(rows, stop)`` covering the lower triangle: ``K[rows, :stop]``."""
@@ -445,7 +446,7 @@ class ExactBackend(_Backend):
         """Lower Cholesky factor of :math:`\\hat K`, built and factored in place in the buffer,
         with a jitter ladder when rounding makes it indefinite."""
         kt, noise = self._split(theta.detach())
-        K, _ = self._buffers()
+        K = self._buffer("factor")
         for jitter in (0.0, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6):
             with torch.no_grad():
                 for rows, stop in self._lower_blocks():
@@ -491,8 +492,7 @@ class ExactBackend(_Backend):
     @_one_torch_thread()
     def _value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
         L, alpha, nll, scale = self._objective(theta)
-        _, W = self._buffers()
-        _cholesky_inverse_(L, out=W)
+        W = _cholesky_inverse_(L, out=self._buffer("inverse"))
         W.neg_().addr_(alpha, alpha, alpha=1.0 / scale)  # alpha alpha^T / c - K^-1 (lower triangle used)
         return nll, self._trace_gradient(W, theta)
 
@@ -532,7 +532,8 @@ class ExactBackend(_Backend):
             self.L, self.alpha, nll = self._solve(theta)
         self.L.tril_()  # the factor as a proper triangular matrix
         self.theta, self.lml = theta, -nll
-        self.__dict__.pop("_inverse_buffer", None)  # predict needs the factor only
+        for key in ("_factor_buffer", "_inverse_buffer", "_last", "_memo"):  # predict needs self.L only
+            self.__dict__.pop(key, None)
 
     def predict(self, Xs: torch.Tensor, return_std: bool):
         kt, _ = self._split(self.theta)
