@@ -48,7 +48,7 @@ def rmse(a, b) -> float:
 def run_mathkit(method: str, n: int) -> dict:
     x, y, xt, ft = make_data(n)
     # gradient evaluations on all n points (the exact backend also serves the subset warm starts)
-    calls = _count_calls(gp_module.ExactBackend, "value_and_grad", lambda self: len(self.y) == n)
+    calls = _CallCounter(gp_module.ExactBackend, "value_and_grad", lambda self: len(self.y) == n)
     start = time.perf_counter()
     with calls:
         gp = GPRegressor(method=method).fit(x, y)
@@ -59,7 +59,7 @@ def run_mathkit(method: str, n: int) -> dict:
             "full_evaluations": calls.count if method == "cholesky" else None}
 
 
-class _count_calls:
+class _CallCounter:
     """Within ``with``: count calls of ``cls.name`` on instances for which ``which(self)`` holds
     (the full-data likelihood evaluations, not the subsets'), without changing what they do."""
 
@@ -85,7 +85,7 @@ def run_sklearn(n: int) -> dict:
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
     x, y, xt, ft = make_data(n)
-    calls = _count_calls(GaussianProcessRegressor, "log_marginal_likelihood")
+    calls = _CallCounter(GaussianProcessRegressor, "log_marginal_likelihood")
     start = time.perf_counter()
     with calls:
         gp = GaussianProcessRegressor(ConstantKernel() * RBF() + WhiteKernel(0.1), random_state=0).fit(x[:, None], y)
