@@ -37,12 +37,19 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"Expected reduction to be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _as_loss_tensor(name: str, value) -> torch.Tensor:
-    """``value`` as a floating tensor: integer or boolean input is promoted to torch's default dtype."""
+def _as_loss_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``value`` as a floating tensor: integer or boolean input is promoted to torch's default dtype.
+
+    A Python number or list takes the dtype and device of ``like`` (the observations), as a
+    Python scalar does in torch's arithmetic: ``0.2`` next to float64 data stays 0.2, not
+    its float32 rounding.
+    """
     if isinstance(value, torch.Tensor) and value.is_complex():
         raise TypeError(f"{name} must be real, got dtype {value.dtype}")
     if not isinstance(value, torch.Tensor) and isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a tensor or a real number, got {type(value).__name__}")
+    if like is not None and not isinstance(value, torch.Tensor):
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
     tensor = torch.as_tensor(value)
     return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
 
@@ -89,7 +96,7 @@ def gaussian_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, reduct
     """
     _check_reduction(reduction)
     y = _check_y(y)
-    loc, scale = _as_loss_tensor("loc", loc), _as_loss_tensor("scale", scale)
+    loc, scale = _as_loss_tensor("loc", loc, like=y), _as_loss_tensor("scale", scale, like=y)
     for name, value in (("loc", loc), ("scale", scale)):
         _check_same_shape(name, value.shape, y)
         check_finite(name, value)

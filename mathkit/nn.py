@@ -184,6 +184,9 @@ class SequenceForecaster(nn.Module):
         cells = {"lstm": nn.LSTM, "gru": nn.GRU}
         if cell not in cells:
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        for name, value in (("n_inputs", n_inputs), ("hidden_size", hidden_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(head, str):
             if head not in HEADS:
                 raise ValueError(f"head must be one of {sorted(HEADS)} or a module, got {head!r}")
@@ -192,6 +195,10 @@ class SequenceForecaster(nn.Module):
         self.head = head
 
     def forward(self, inputs: Tensor) -> Tensor | Distribution:
+        if inputs.ndim != 3 or inputs.shape[-1] != self.rnn.input_size:
+            raise ValueError(
+                f"inputs must have shape (batch, window, n_inputs={self.rnn.input_size}), got {tuple(inputs.shape)}"
+            )
         states, _ = self.rnn(inputs)
         return self.head(states[:, -1])
 
