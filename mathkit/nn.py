@@ -306,7 +306,7 @@ def make_windows(
     per_window = isinstance(unit, str)
     if per_window and unit != "window":
         raise ValueError(f"unit must be 'window' or {n_series} positive numbers, got {unit!r}")
-    unit = np.ones(n_series) if per_window else np.asarray(unit, dtype=float)
+    unit = np.ones(n_series) if per_window else as_float_array("unit", unit)
     if unit.shape != (n_series,) or not np.all((unit > 0) & np.isfinite(unit)):
         raise ValueError(f"unit must be {n_series} finite positive numbers, got {unit!r}")
     if covariates is None:

@@ -111,10 +111,16 @@ def test_make_windows_names_the_first_non_finite_value(bad):
         mnn.make_windows(np.ones((2, 10)), covariates, window=3, unit=np.ones(2))
 
 
-@pytest.mark.parametrize("unit", [np.array([1.0, np.inf]), np.array([1.0, np.nan]), np.array([0.0, 1.0]), np.ones(3)])
-def test_make_windows_unit_must_be_finite_and_positive(unit):
+@pytest.mark.parametrize(
+    "unit, match",
+    [(np.array([1.0, np.inf]), "unit must be finite, got inf at index 1"),
+     (np.array([1.0, np.nan]), "unit must be finite, got nan at index 1"),
+     (np.array([0.0, 1.0]), "unit must be 2 finite positive numbers"),
+     (np.ones(3), "unit must be 2 finite positive numbers")],
+)
+def test_make_windows_unit_must_be_finite_and_positive(unit, match):
     # unit = inf used to divide a series down to zeros
-    with pytest.raises(ValueError, match="unit must be 2 finite positive numbers"):
+    with pytest.raises(ValueError, match=match):
         mnn.make_windows(np.ones((2, 10)), window=3, unit=unit)
 
 
