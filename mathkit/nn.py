@@ -385,7 +385,9 @@ def _likely_cause(model: SequenceForecaster, windows: Windows, name: str, index:
     return f"a learning rate too large (lr={lr:g}): {state}, and the inputs and targets are finite"
 
 
-def _finite_loss(model: SequenceForecaster, windows: Windows, name: str, index: Tensor, where: str, lr: float) -> Tensor:
+def _finite_loss(
+    model: SequenceForecaster, windows: Windows, name: str, index: Tensor, where: str, lr: float
+) -> Tensor:
     """The model's loss on ``windows``; a ValueError naming the likely cause if it is not finite."""
     try:
         loss = model.loss(windows)
@@ -459,9 +461,10 @@ def fit(
     for setting, value in (("epochs", epochs), ("patience", patience), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{setting} must be a positive integer, got {value!r}")
-    for setting, value in (("lr", lr), ("max_grad_norm", max_grad_norm)):
-        if not (isinstance(value, (int, float)) and value > 0 and (setting != "lr" or math.isfinite(value))):
-            raise ValueError(f"{setting} must be a positive {'finite ' if setting == 'lr' else ''}number, got {value!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
+        raise ValueError(f"max_grad_norm must be a positive number (inf: no clipping), got {max_grad_norm!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     dtype = next(model.parameters()).dtype
@@ -491,7 +494,8 @@ def fit(
             total += loss.item() * batch.numel()
         model.eval()
         with torch.no_grad():
-            val_loss = _finite_loss(model, val, "val", torch.arange(len(val)), f"on val after epoch {epoch + 1}", lr).item()
+            where = f"on val after epoch {epoch + 1}"
+            val_loss = _finite_loss(model, val, "val", torch.arange(len(val)), where, lr).item()
         history.train_loss.append(total / len(train))
         history.val_loss.append(val_loss)
         bar.set_postfix(train=history.train_loss[-1], val=val_loss)

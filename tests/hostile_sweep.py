@@ -163,7 +163,8 @@ def numerics_cases() -> list[Case]:
     cases = [
         Case(m, "log_ndtr far left tail x=-40", lambda: nx.log_ndtr(t64(-40.0)), oracle=close(mp_log_ndtr(-40), 1e-12)),
         Case(m, "log_ndtr x=-1e4", lambda: nx.log_ndtr(t64(-1e4)), oracle=close(special.log_ndtr(-1e4), 1e-12)),
-        Case(m, "log_ndtr x=+40 (tiny negative)", lambda: nx.log_ndtr(t64(40.0)), oracle=close(special.log_ndtr(40.0), 1e-10)),
+        Case(m, "log_ndtr x=+40 (tiny negative)", lambda: nx.log_ndtr(t64(40.0)),
+             oracle=close(special.log_ndtr(40.0), 1e-10)),
         Case(m, "log_ndtr NaN propagates", lambda: nx.log_ndtr(t64(NAN)), oracle=is_nan, names=("x",)),
         Case(m, "log_ndtr +inf -> 0", lambda: nx.log_ndtr(t64(INF)), oracle=close(0.0)),
         Case(m, "log_ndtr -inf -> -inf", lambda: nx.log_ndtr(t64(-INF)), oracle=close(-INF)),
@@ -195,7 +196,8 @@ def numerics_cases() -> list[Case]:
         Case(m, "log_diff_exp NaN", lambda: nx.log_diff_exp(t64(NAN), t64(0.0)), oracle=is_nan, names=("a",)),
         Case(m, "log_diff_exp mismatched shapes", lambda: nx.log_diff_exp(t64([1.0, 2.0]), t64([0.0, 0.0, 0.0])),
              names=("a", "b")),
-        Case(m, "ndtri_exp y=-1e-20", lambda: nx.ndtri_exp(t64(-1e-20)), oracle=close(special.ndtri_exp(-1e-20), 1e-10)),
+        Case(m, "ndtri_exp y=-1e-20", lambda: nx.ndtri_exp(t64(-1e-20)),
+             oracle=close(special.ndtri_exp(-1e-20), 1e-10)),
         Case(m, "ndtri_exp y=-1e4", lambda: nx.ndtri_exp(t64(-1e4)), oracle=close(special.ndtri_exp(-1e4), 1e-10)),
         Case(m, "ndtri_exp y=0 -> inf", lambda: nx.ndtri_exp(t64(0.0)), oracle=close(INF)),
         Case(m, "ndtri_exp y=-inf -> -inf", lambda: nx.ndtri_exp(t64(-INF)), oracle=close(-INF)),
@@ -207,7 +209,8 @@ def numerics_cases() -> list[Case]:
              oracle=close(mp_log_mass(-40, -38), 1e-11)),  # by symmetry: mpmath cannot resolve 1 - 1e-316
         Case(m, "log_normal_mass far left [-40, -38]", lambda: nx.log_normal_mass(t64(-40.0), t64(-38.0)),
              oracle=close(mp_log_mass(-40, -38), 1e-11)),
-        Case(m, "log_normal_mass whole line", lambda: nx.log_normal_mass(t64(-INF), t64(INF)), oracle=close(0.0, atol=1e-15)),
+        Case(m, "log_normal_mass whole line", lambda: nx.log_normal_mass(t64(-INF), t64(INF)),
+             oracle=close(0.0, atol=1e-15)),
         Case(m, "log_normal_mass empty interval a == b", lambda: nx.log_normal_mass(t64(1.0), t64(1.0)),
              oracle=close(-INF)),
         Case(m, "log_normal_mass reversed a > b", lambda: nx.log_normal_mass(t64(2.0), t64(1.0)), names=("a", "b"),
@@ -256,6 +259,11 @@ def distribution_cases() -> list[Case]:
         return {"TruncatedNormal": TruncatedNormal, "CensoredNormal": CensoredNormal,
                 "GeneralizedBeta": GeneralizedBeta}[name]
 
+    def integer_law(name):
+        """The law of ``name`` with integer-tensor parameters (0, 2) or (2, 3), bounds (-1, 3)."""
+        params = (0, 2) if name != "GeneralizedBeta" else (2, 3)
+        return ctor(name)(*(torch.tensor(p) for p in (*params, -1, 3)))
+
     first = {"TruncatedNormal": "loc", "CensoredNormal": "loc", "GeneralizedBeta": "concentration1"}
     second = {"TruncatedNormal": "scale", "CensoredNormal": "scale", "GeneralizedBeta": "concentration0"}
     # the cdf's value and the log-density's value at x, from scipy, for the three laws above
@@ -270,6 +278,12 @@ def distribution_cases() -> list[Case]:
         - 1.0 * stats.norm.cdf(-1, 0.5, 2.0) + 3.0 * stats.norm.sf(3, 0.5, 2.0),
         "GeneralizedBeta": stats.beta.mean(2.0, 3.0, loc=-1.0, scale=4.0),
     }
+    ref_integer_mean = {
+        "TruncatedNormal": tn.mean(-0.5, 1.5, loc=0.0, scale=2.0),
+        "CensoredNormal": integrate.quad(lambda x: x * stats.norm.pdf(x, 0.0, 2.0), -1, 3)[0]
+        - stats.norm.cdf(-1, 0.0, 2.0) + 3.0 * stats.norm.sf(3, 0.0, 2.0),
+        "GeneralizedBeta": ref_mean["GeneralizedBeta"],
+    }
     for name in ("TruncatedNormal", "CensoredNormal", "GeneralizedBeta"):
         C, p1, p2 = ctor(name), first[name], second[name]
         good = (t64(0.5), t64(2.0)) if name != "GeneralizedBeta" else (t64(2.0), t64(3.0))
@@ -279,20 +293,13 @@ def distribution_cases() -> list[Case]:
             Case(m, f"{name}: zero {p2}", lambda C=C, g=good: C(g[0], t64(0.0), t64(-1.0), t64(3.0)), names=(p2,)),
             Case(m, f"{name}: negative {p2}", lambda C=C, g=good: C(g[0], t64(-1.0), t64(-1.0), t64(3.0)), names=(p2,)),
             Case(m, f"{name}: infinite {p2}", lambda C=C, g=good: C(g[0], t64(INF), t64(-1.0), t64(3.0)), names=(p2,)),
-            Case(m, f"{name}: low > high", lambda C=C, g=good: C(g[0], g[1], t64(3.0), t64(-1.0)), names=("low", "high")),
+            Case(m, f"{name}: low > high", lambda C=C, g=good: C(g[0], g[1], t64(3.0), t64(-1.0)),
+                 names=("low", "high")),
             Case(m, f"{name}: NaN low", lambda C=C, g=good: C(g[0], g[1], t64(NAN), t64(3.0)), names=("low",)),
-            Case(m, f"{name}: integer-tensor parameters give float moments",
-                 lambda C=C, n=name: C(*((torch.tensor(0), torch.tensor(2)) if n != "GeneralizedBeta"
-                                        else (torch.tensor(2), torch.tensor(3))), torch.tensor(-1), torch.tensor(3)).mean,
-                 oracle=close(ref_mean[name] if name == "GeneralizedBeta" else
-                              (tn.mean(-0.5, 1.5, loc=0.0, scale=2.0) if name == "TruncatedNormal" else
-                               integrate.quad(lambda x: x * stats.norm.pdf(x, 0.0, 2.0), -1, 3)[0]
-                               - stats.norm.cdf(-1, 0.0, 2.0) + 3.0 * stats.norm.sf(3, 0.0, 2.0)), 1e-5)),
+            Case(m, f"{name}: integer-tensor parameters give float moments", lambda n=name: integer_law(n).mean,
+                 oracle=close(ref_integer_mean[name], 1e-5)),
             Case(m, f"{name}: integer-tensor cdf is not rounded",
-                 lambda C=C, n=name: C(*((torch.tensor(0), torch.tensor(2)) if n != "GeneralizedBeta"
-                                        else (torch.tensor(2), torch.tensor(3))), torch.tensor(-1),
-                                       torch.tensor(3)).cdf(torch.tensor(1.0)),
-                 oracle=lambda v, n=name: 0.05 < float(v) < 0.95),
+                 lambda n=name: integer_law(n).cdf(torch.tensor(1.0)), oracle=lambda v: 0.05 < float(v) < 0.95),
             Case(m, f"{name}: mean matches scipy", lambda n=name: law(n).mean, oracle=close(ref_mean[name], 1e-8)),
             Case(m, f"{name}: cdf inside matches scipy", lambda n=name: law(n).cdf(t64([0.0, 1.0, 2.5])),
                  oracle=close(ref_cdf[name](np.array([0.0, 1.0, 2.5])), 1e-9)),
@@ -321,7 +328,8 @@ def distribution_cases() -> list[Case]:
                  names=("value",)),
             Case(m, f"{name}: samples inside the support", lambda n=name: _seeded(lambda: law(n).sample((2000,))),
                  oracle=lambda s: bool(((s >= -1.0) & (s <= 3.0)).all())),
-            Case(m, f"{name}: float32 parameters keep float32", lambda n=name: _as32(law(n)).log_prob(torch.tensor(1.0)),
+            Case(m, f"{name}: float32 parameters keep float32",
+                 lambda n=name: _as32(law(n)).log_prob(torch.tensor(1.0)),
                  oracle=lambda v: v.dtype == torch.float32 and bool(torch.isfinite(v))),
             Case(m, f"{name}: transform_to(support) gives finite points inside",
                  lambda n=name: transform_to(law(n).support)(t64([-30.0, 0.0, 30.0])),
@@ -329,11 +337,14 @@ def distribution_cases() -> list[Case]:
         ]
 
     far = lambda: TruncatedNormal(t64(0.0), t64(1.0), t64(38.0), t64(40.0))  # noqa: E731
-    half = lambda validate=None: TruncatedNormal(t64(0.0), t64(1.0), t64(0.0), t64(INF), validate_args=validate)  # noqa: E731
+    def half(validate=None):
+        return TruncatedNormal(t64(0.0), t64(1.0), t64(0.0), t64(INF), validate_args=validate)
+
     cases += [
         Case(m, "TruncatedNormal far tail [38, 40]: log_prob", lambda: far().log_prob(t64(39.0)),
              oracle=close(tn.logpdf(39.0, 38.0, 40.0), 1e-10)),
-        Case(m, "TruncatedNormal far tail [38, 40]: mean", lambda: far().mean, oracle=close(tn.mean(38.0, 40.0), 1e-10)),
+        Case(m, "TruncatedNormal far tail [38, 40]: mean", lambda: far().mean,
+             oracle=close(tn.mean(38.0, 40.0), 1e-10)),
         Case(m, "TruncatedNormal far tail [38, 40]: variance", lambda: far().variance,
              oracle=close(_mp_truncnorm_var(38, 40), 1e-8)),
         Case(m, "TruncatedNormal narrow [1, 1+1e-9]: mean in the interval",
@@ -366,7 +377,8 @@ def distribution_cases() -> list[Case]:
              lambda: TruncatedNormal(t64(1.0), t64(2.0), t64(-1.0), t64(4.0)).entropy(),
              oracle=close(tn.entropy(-1.0, 1.5, loc=1.0, scale=2.0), 1e-9)),
         Case(m, "TruncatedNormal batch of mismatched shapes",
-             lambda: TruncatedNormal(t64([0.0, 1.0]), t64([1.0, 1.0, 1.0]), -1.0, 2.0), names=("loc", "scale", "shape")),
+             lambda: TruncatedNormal(t64([0.0, 1.0]), t64([1.0, 1.0, 1.0]), -1.0, 2.0),
+             names=("loc", "scale", "shape")),
         Case(m, "CensoredNormal log_prob at the bounds is the point mass",
              lambda: CensoredNormal(t64(0.5), t64(2.0), t64(-1.0), t64(3.0)).log_prob(t64([-1.0, 3.0])),
              oracle=close([stats.norm.logcdf(-1.0, 0.5, 2.0), stats.norm.logsf(3.0, 0.5, 2.0)], 1e-12)),
@@ -469,9 +481,12 @@ def loss_cases() -> list[Case]:
     tn_ref = stats.truncnorm(-0.5, INF, loc=1.0, scale=2.0)
     right = torch.tensor([False, True, False])
     return [
-        Case(m, "gaussian_nll y (n, 1) against loc (n,)", lambda: gaussian_nll(y3[:, None], y3, ones3), names=("loc", "y")),
-        Case(m, "gaussian_nll loc (n, 1) against y (n,)", lambda: gaussian_nll(y3, y3[:, None], ones3), names=("loc", "y")),
-        Case(m, "gaussian_nll scale of another length", lambda: gaussian_nll(y3, y3, t64([1.0, 1.0])), names=("scale",)),
+        Case(m, "gaussian_nll y (n, 1) against loc (n,)", lambda: gaussian_nll(y3[:, None], y3, ones3),
+             names=("loc", "y")),
+        Case(m, "gaussian_nll loc (n, 1) against y (n,)", lambda: gaussian_nll(y3, y3[:, None], ones3),
+             names=("loc", "y")),
+        Case(m, "gaussian_nll scale of another length", lambda: gaussian_nll(y3, y3, t64([1.0, 1.0])),
+             names=("scale",)),
         Case(m, "gaussian_nll empty y", lambda: gaussian_nll(t64([]), t64([]), t64([])), names=("y",)),
         Case(m, "gaussian_nll NaN in y", lambda: gaussian_nll(t64([0.5, NAN, 2.0]), 0.2, 1.5), names=("y",)),
         Case(m, "gaussian_nll inf in y", lambda: gaussian_nll(t64([0.5, INF, 2.0]), 0.2, 1.5), names=("y",)),
@@ -488,9 +503,11 @@ def loss_cases() -> list[Case]:
              oracle=close(-stats.norm.logpdf([0.5, 1.0, 2.0], 0.2, 1e10).mean(), 1e-12)),
         Case(m, "gaussian_nll offset 1e8 on y and loc (invariance)", lambda: gaussian_nll(y3 + 1e8, 0.2 + 1e8, 1.5),
              oracle=close(-ref.mean(), 1e-7)),
-        Case(m, "gaussian_nll list input", lambda: gaussian_nll([0.5, 1.0, 2.0], 0.2, 1.5), oracle=close(-ref.mean(), 1e-6)),
+        Case(m, "gaussian_nll list input", lambda: gaussian_nll([0.5, 1.0, 2.0], 0.2, 1.5),
+             oracle=close(-ref.mean(), 1e-6)),
         Case(m, "gaussian_nll string y", lambda: gaussian_nll("1.0", 0.2, 1.5), names=("y",)),
-        Case(m, "gaussian_nll unknown reduction", lambda: gaussian_nll(y3, 0.2, 1.5, reduction="avg"), names=("reduction",)),
+        Case(m, "gaussian_nll unknown reduction", lambda: gaussian_nll(y3, 0.2, 1.5, reduction="avg"),
+             names=("reduction",)),
         Case(m, "gaussian_nll single point", lambda: gaussian_nll(t64([3.0]), 0.2, 1.5),
              oracle=close(-stats.norm.logpdf(3.0, 0.2, 1.5), 1e-12)),
         Case(m, "censored_nll y (n, 1) against a batch (n,)", lambda: censored_nll(normal(), y3[:, None]),
@@ -503,7 +520,8 @@ def loss_cases() -> list[Case]:
         Case(m, "censored_nll NaN in y", lambda: censored_nll(tn_half(), t64([0.5, NAN, 2.0])), names=("y",)),
         Case(m, "censored_nll inf in y (right-censored)",
              lambda: censored_nll(tn_half(), t64([0.5, INF, 2.0]), right_censored=right), names=("y",)),
-        Case(m, "censored_nll integer mask", lambda: censored_nll(tn_half(), y3, right_censored=torch.tensor([0, 1, 0])),
+        Case(m, "censored_nll integer mask",
+             lambda: censored_nll(tn_half(), y3, right_censored=torch.tensor([0, 1, 0])),
              names=("right_censored",)),
         Case(m, "censored_nll list mask", lambda: censored_nll(tn_half(), y3, right_censored=[False, True, False]),
              names=("right_censored",)),
@@ -567,7 +585,8 @@ def gp_cases() -> list[Case]:
         from sklearn.gaussian_process.kernels import RBF as SkRBF
         from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
 
-        sk = GaussianProcessRegressor(ConstantKernel() * SkRBF() + WhiteKernel(), n_restarts_optimizer=3, random_state=0)
+        sk = GaussianProcessRegressor(ConstantKernel() * SkRBF() + WhiteKernel(), n_restarts_optimizer=3,
+                                      random_state=0)
         return np.max(np.abs(sk.fit(X[:, None], y).predict(Xs[:, None]) - base)) <= 0.02 * spread
 
     def constant_y(v):
@@ -640,7 +659,8 @@ def epi_cases() -> list[Case]:
             s, i = state[0], state[1]
             return [-beta * s * i / n, beta * s * i / n - gamma * i, gamma * i]
 
-        sol = solve_ivp(rhs, (0.0, times[-1]), [n - i0, i0, 0.0], t_eval=times, rtol=1e-11, atol=1e-9 * n, method="DOP853")
+        sol = solve_ivp(rhs, (0.0, times[-1]), [n - i0, i0, 0.0], t_eval=times, rtol=1e-11, atol=1e-9 * n,
+                        method="DOP853")
         return sol.y
 
     ref = scipy_sir(0.5, 0.2, 1000.0, 1.0, t)
@@ -662,7 +682,8 @@ def epi_cases() -> list[Case]:
         Case(m, "simulate_sir: zero population", lambda: simulate_sir(0.5, 0.2, 0.0, 1.0, t), names=("population",)),
         Case(m, "simulate_sir: i0 = 0", lambda: simulate_sir(0.5, 0.2, 1000.0, 0.0, t), names=("i0",)),
         Case(m, "simulate_sir: i0 above population", lambda: simulate_sir(0.5, 0.2, 1000.0, 2000.0, t), names=("i0",)),
-        Case(m, "simulate_sir: decreasing t", lambda: simulate_sir(0.5, 0.2, 1000.0, 1.0, t[::-1].copy()), names=("t",)),
+        Case(m, "simulate_sir: decreasing t", lambda: simulate_sir(0.5, 0.2, 1000.0, 1.0, t[::-1].copy()),
+             names=("t",)),
         Case(m, "simulate_sir: NaN in t", lambda: simulate_sir(0.5, 0.2, 1000.0, 1.0, np.array([1.0, NAN, 3.0])),
              names=("t",)),
         Case(m, "simulate_sir: empty t", lambda: simulate_sir(0.5, 0.2, 1000.0, 1.0, np.zeros(0)), names=("t",)),
@@ -730,12 +751,15 @@ def data_cases() -> list[Case]:
     return [
         Case(m, "simulate_demand: int seed and Generator give the same data",
              lambda: same(demand(rng=5), demand(rng=np.random.default_rng(5))), oracle=bool),
-        Case(m, "simulate_demand: numpy integer seed", lambda: same(demand(rng=np.int64(5)), demand(rng=5)), oracle=bool),
+        Case(m, "simulate_demand: numpy integer seed", lambda: same(demand(rng=np.int64(5)), demand(rng=5)),
+             oracle=bool),
         Case(m, "simulate_demand: rng given as a string", lambda: demand(rng="5"), names=("rng",)),
         Case(m, "simulate_demand: negative seed", lambda: demand(rng=-5), names=("rng",)),
         Case(m, "simulate_demand: legacy RandomState", lambda: demand(rng=np.random.RandomState(5)), names=("rng",)),
-        Case(m, "simulate_demand: n_products NaN", lambda: simulate_demand(n_products=NAN, rng=0), names=("n_products",)),
-        Case(m, "simulate_demand: n_products 2.5", lambda: simulate_demand(n_products=2.5, rng=0), names=("n_products",)),
+        Case(m, "simulate_demand: n_products NaN", lambda: simulate_demand(n_products=NAN, rng=0),
+             names=("n_products",)),
+        Case(m, "simulate_demand: n_products 2.5", lambda: simulate_demand(n_products=2.5, rng=0),
+             names=("n_products",)),
         Case(m, "simulate_demand: n_days 100.5", lambda: simulate_demand(n_days=100.5, rng=0), names=("n_days",)),
         Case(m, "simulate_demand: n_days as a string", lambda: simulate_demand(n_days="365", rng=0), names=("n_days",)),
         Case(m, "simulate_demand: infinite noise", lambda: demand(noise=INF), names=("noise",)),
@@ -825,7 +849,8 @@ def nn_cases() -> list[Case]:
         Case(m, "make_windows: inf in values", lambda: windows(np.where(values > 6.5, INF, values)), names=("values",)),
         Case(m, "make_windows: NaN in covariates",
              lambda: windows(covariates=with_nan(np.zeros((2, 40, 1)), (0, 3, 0))), names=("covariates",)),
-        Case(m, "make_windows: unit = inf (zeroes a series)", lambda: windows(unit=np.array([1.0, INF])), names=("unit",)),
+        Case(m, "make_windows: unit = inf (zeroes a series)", lambda: windows(unit=np.array([1.0, INF])),
+             names=("unit",)),
         Case(m, "make_windows: unit = NaN", lambda: windows(unit=np.array([1.0, NAN])), names=("unit",)),
         Case(m, "make_windows: unit = 0", lambda: windows(unit=np.array([0.0, 1.0])), names=("unit",)),
         Case(m, "make_windows: negative unit", lambda: windows(unit=np.array([-1.0, 1.0])), names=("unit",)),
@@ -850,7 +875,8 @@ def nn_cases() -> list[Case]:
              lambda: windows(right_censored=np.zeros((2, 39), dtype=bool)), names=("right_censored",)),
         Case(m, "make_windows: values of scale 1e12 with unit 1e12",
              lambda: windows(values * 1e12, unit=np.full(2, 1e12)),
-             oracle=lambda w: np.allclose(_np(w.target * w.unit), values[_np(w.series), _np(w.time)] * 1e12, rtol=1e-6)),
+             oracle=lambda w: np.allclose(_np(w.target * w.unit), 1e12 * values[_np(w.series), _np(w.time)],
+                                          rtol=1e-6)),
         Case(m, "Windows.between an empty range", lambda: w0.between(100, 200), names=("start", "stop")),
         Case(m, "fit: empty validation split", lambda: train(val_windows=w0[:0]), names=("val",)),
         Case(m, "fit: empty training split", lambda: train(train_windows=w0[:0]), names=("train",)),
@@ -868,7 +894,8 @@ def nn_cases() -> list[Case]:
         Case(m, "fit: a numpy Generator as generator",
              lambda: mnn.fit(mnn.SequenceForecaster(1, hidden_size=4), w0, w0, generator=np.random.default_rng(0)),
              names=("generator",)),
-        Case(m, "fit: integer targets train", lambda: train(train_windows=replaced(w0, target=w0.target.round().long())),
+        Case(m, "fit: integer targets train",
+             lambda: train(train_windows=replaced(w0, target=w0.target.round().long())),
              oracle=trained_finite),
         Case(m, "fit: float64 windows with a float32 model",
              lambda: train(train_windows=replaced(w0, inputs=w0.inputs.double(), target=w0.target.double())),

@@ -140,7 +140,8 @@ def test_losses_name_a_non_finite_y_and_its_index(bad, where):
     with pytest.raises(ValueError, match=f"y must be finite, got .* at {where}"):
         gaussian_nll(y, 0.0, 1.0)
     with pytest.raises(ValueError, match=f"y must be finite, got .* at {where}"):
-        censored_nll(TruncatedNormal(t64(1.0), t64(1.0), 0.0, INF), y, right_censored=torch.tensor([False, True, False]))
+        censored_nll(TruncatedNormal(t64(1.0), t64(1.0), 0.0, INF), y,
+                     right_censored=torch.tensor([False, True, False]))
 
 
 def test_losses_refuse_empty_input_and_non_finite_parameters():
@@ -163,8 +164,8 @@ def test_integer_observations_are_promoted_not_truncated():
     assert got.dtype == torch.get_default_dtype()
     np.testing.assert_allclose(got.numpy(), -ss.norm.logpdf([0, 1, 3], 1, 2), rtol=1e-6)
     law = ss.truncnorm(-2.0, INF, loc=2.0)
-    got = censored_nll(TruncatedNormal(t64(2.0), t64(1.0), 0.0, INF), y, right_censored=torch.tensor([False, False, True]),
-                       reduction="none")
+    got = censored_nll(TruncatedNormal(t64(2.0), t64(1.0), 0.0, INF), y,
+                       right_censored=torch.tensor([False, False, True]), reduction="none")
     np.testing.assert_allclose(got.numpy(), [-law.logpdf(0), -law.logpdf(1), -law.logsf(3)], rtol=1e-13)
 
 
