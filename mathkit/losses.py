@@ -15,6 +15,7 @@ import math
 import torch
 from torch.distributions import Distribution, Normal
 
+from mathkit._checks import check_finite
 from mathkit.numerics import log_ndtr
 
 __all__ = ["gaussian_nll", "censored_nll", "log_cdf", "log_sf"]
@@ -36,13 +37,39 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"Expected reduction to be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _broadcast_shape(name: str, shape: torch.Size, y: torch.Tensor) -> torch.Size:
-    try:
-        return torch.broadcast_shapes(shape, y.shape)
-    except RuntimeError:
+def _as_loss_tensor(name: str, value, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``value`` as a floating tensor: integer or boolean input is promoted to torch's default dtype.
+
+    A Python number or list takes the dtype and device of ``like`` (the observations), as a
+    Python scalar does in torch's arithmetic: ``0.2`` next to float64 data stays 0.2, not
+    its float32 rounding.
+    """
+    if isinstance(value, torch.Tensor) and value.is_complex():
+        raise TypeError(f"{name} must be real, got dtype {value.dtype}")
+    if not isinstance(value, torch.Tensor) and isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a tensor or a real number, got {type(value).__name__}")
+    if like is not None and not isinstance(value, torch.Tensor):
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    tensor = torch.as_tensor(value)
+    return tensor if tensor.is_floating_point() else tensor.to(torch.get_default_dtype())
+
+
+def _check_y(y) -> torch.Tensor:
+    y = _as_loss_tensor("y", y)
+    if y.numel() == 0:
+        raise ValueError(f"y must hold at least one observation, got shape {tuple(y.shape)}")
+    check_finite("y", y)
+    return y
+
+
+def _check_same_shape(name: str, shape: torch.Size, y: torch.Tensor) -> None:
+    # exact shapes, not broadcasting: y of shape (n, 1) against loc of shape (n,) would
+    # otherwise become n^2 terms; a scalar stands for the same value at every point
+    if shape != y.shape and len(shape) > 0:
         raise ValueError(
-            f"Expected {name} (shape {tuple(shape)}) to be broadcastable with y (shape {tuple(y.shape)})"
-        ) from None
+            f"{name} must have the shape of y or be a scalar: got {name} of shape {tuple(shape)} "
+            f"and y of shape {tuple(y.shape)}"
+        )
 
 
 def gaussian_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -55,17 +82,24 @@ def gaussian_nll(y: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, reduct
     negative log-likelihoods (comparable with other laws), and never clamps.
 
     Args:
-        y, loc, scale: broadcastable tensors; ``scale > 0``.
+        y: observations, finite and non-empty; integer or boolean input is promoted
+            to torch's default floating dtype.
+        loc, scale: finite, ``scale > 0``; each of exactly ``y``'s shape, or a scalar.
+            Shapes must match exactly: no broadcasting, since ``y`` of shape ``(n, 1)``
+            against ``loc`` of shape ``(n,)`` would silently give :math:`n^2` terms.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``, as in ``torch.nn.functional``.
 
     Raises:
-        ValueError: if ``scale`` has a non-positive entry, shapes do not broadcast,
-            or ``reduction`` is unknown.
+        ValueError: if ``y`` is empty or not finite, ``loc`` or ``scale`` is not finite,
+            ``scale`` has a non-positive entry, a shape differs from ``y``'s, or
+            ``reduction`` is unknown.
     """
     _check_reduction(reduction)
-    y, loc, scale = (torch.as_tensor(v) for v in (y, loc, scale))
+    y = _check_y(y)
+    loc, scale = _as_loss_tensor("loc", loc, like=y), _as_loss_tensor("scale", scale, like=y)
     for name, value in (("loc", loc), ("scale", scale)):
-        _broadcast_shape(name, value.shape, y)
+        _check_same_shape(name, value.shape, y)
+        check_finite(name, value)
     if not bool((scale > 0).all()):
         raise ValueError("Expected parameter scale of gaussian_nll to satisfy the constraint scale > 0")
     z = (y - loc) / scale
@@ -103,7 +137,12 @@ def _mask(name: str, mask: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor
         return torch.zeros((), dtype=torch.bool, device=y.device)
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         raise ValueError(f"Expected {name} to be a boolean tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
-    _broadcast_shape(name, mask.shape, y)
+    if mask.shape != y.shape:
+        # a larger mask would count points twice, a smaller one would censor several at once
+        raise ValueError(
+            f"{name} must be a boolean mask of exactly the shape of y: got {name} of shape "
+            f"{tuple(mask.shape)} and y of shape {tuple(y.shape)}"
+        )
     return mask
 
 
@@ -129,23 +168,28 @@ def censored_nll(
     Args:
         dist: a distribution with ``log_prob`` and, for the censored points,
             ``log_sf``/``log_cdf`` (all of :mod:`mathkit.distributions`, and torch's
-            ``Normal`` through :func:`log_sf`/:func:`log_cdf`); its batch shape
-            broadcasts with ``y``.
-        y: observations.
-        right_censored, left_censored: boolean masks broadcastable with ``y``, or None.
+            ``Normal`` through :func:`log_sf`/:func:`log_cdf`); its batch shape is
+            exactly ``y``'s (one law per point) or ``()`` (one law for all points).
+        y: observations, finite and non-empty (integers are promoted to floating point).
+        right_censored, left_censored: boolean masks of exactly ``y``'s shape, or None.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
 
     Returns:
-        The reduced loss, or the elementwise loss in the broadcast shape for ``"none"``.
+        The reduced loss, or the elementwise loss of ``y``'s shape for ``"none"``.
 
     Raises:
-        ValueError: masks not boolean or not broadcastable, a point censored on
-            both sides, shapes that do not broadcast, unknown ``reduction``.
-        TypeError: ``dist`` lacks a needed ``log_cdf``/``log_sf``.
+        ValueError: ``y`` empty or not finite, masks not boolean or not of ``y``'s
+            shape, a point censored on both sides, a batch shape other than ``y``'s
+            or ``()``, unknown ``reduction``.
+        TypeError: ``dist`` is not a distribution or lacks a needed ``log_cdf``/``log_sf``.
     """
     _check_reduction(reduction)
-    y = torch.as_tensor(y)
-    _broadcast_shape("dist.batch_shape", dist.batch_shape, y)
+    if not isinstance(dist, Distribution):
+        raise TypeError(f"dist must be a torch.distributions.Distribution, got {type(dist).__name__}")
+    y = _check_y(y)
+    if dist.event_shape:
+        raise ValueError(f"dist must be univariate (event_shape ()), got event_shape {tuple(dist.event_shape)}")
+    _check_same_shape("dist.batch_shape", dist.batch_shape, y)
     right = _mask("right_censored", right_censored, y)
     left = _mask("left_censored", left_censored, y)
     if bool((right & left).any()):
@@ -159,5 +203,4 @@ def censored_nll(
         log_lik = torch.where(right, log_sf(dist, y), log_lik)
     if bool(left.any()):
         log_lik = torch.where(left, log_cdf(dist, y), log_lik)
-    shape = torch.broadcast_shapes(dist.batch_shape, y.shape, right.shape, left.shape)
-    return _reduce(-log_lik.expand(shape), reduction)
+    return _reduce(-log_lik, reduction)

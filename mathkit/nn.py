@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Normal
 from tqdm import tqdm
 
+from mathkit._checks import as_float_array, check_finite
 from mathkit.distributions import TruncatedNormal
 from mathkit.losses import censored_nll, gaussian_nll
 
@@ -183,6 +184,9 @@ class SequenceForecaster(nn.Module):
         cells = {"lstm": nn.LSTM, "gru": nn.GRU}
         if cell not in cells:
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        for name, value in (("n_inputs", n_inputs), ("hidden_size", hidden_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(head, str):
             if head not in HEADS:
                 raise ValueError(f"head must be one of {sorted(HEADS)} or a module, got {head!r}")
@@ -191,6 +195,10 @@ class SequenceForecaster(nn.Module):
         self.head = head
 
     def forward(self, inputs: Tensor) -> Tensor | Distribution:
+        if inputs.ndim != 3 or inputs.shape[-1] != self.rnn.input_size:
+            raise ValueError(
+                f"inputs must have shape (batch, window, n_inputs={self.rnn.input_size}), got {tuple(inputs.shape)}"
+            )
         states, _ = self.rnn(inputs)
         return self.head(states[:, -1])
 
@@ -231,8 +239,19 @@ class Windows:
         return Windows(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
 
     def between(self, start: int, stop: int) -> Windows:
-        """The windows whose target time lies in ``[start, stop)``."""
-        return self[(self.time >= start) & (self.time < stop)]
+        """The windows whose target time lies in ``[start, stop)``.
+
+        Raises:
+            ValueError: if no window has its target there (an empty split).
+        """
+        selected = self[(self.time >= start) & (self.time < stop)]
+        if len(selected) == 0:
+            span = f"[{int(self.time.min())}, {int(self.time.max())}]" if len(self) else "nowhere (no windows)"
+            raise ValueError(
+                f"no window has its target time in [start, stop) = [{start}, {stop}); target times lie in {span} "
+                "(the first target is at time `window`)"
+            )
+        return selected
 
 
 def make_windows(
@@ -253,14 +272,15 @@ def make_windows(
     last step carries the target day's covariates. Every target :math:`t \ge L` is used.
 
     Args:
-        values: ``(n_series, n_time)`` observed values.
-        covariates: ``(n_series, n_time, k)`` known-in-advance features, or ``None``.
+        values: ``(n_series, n_time)`` observed values, finite (integers are promoted to float).
+        covariates: ``(n_series, n_time, k)`` known-in-advance features, finite, or ``None``.
         window: length :math:`L` of the input window (at least 1, below ``n_time``).
-        unit: ``(n_series,)`` positive scale :math:`c` per series (e.g. its training mean):
+        unit: ``(n_series,)`` positive finite scale :math:`c` per series (e.g. its training mean):
             values and targets are divided by it. Fit it on training data only. Or
             ``"window"``: a scale per example, :math:`c = 1 + \text{mean of its window's values}`
             (as in DeepAR, Salinas et al. 2020), so that a series that grows beyond its
-            training range still looks familiar to the network.
+            training range still looks familiar to the network; every window's
+            :math:`c` must then be positive.
         right_censored: ``(n_series, n_time)`` boolean mask of censored targets, or ``None``.
         series_one_hot: append a one-hot code of the series to the covariates, so that one
             network can learn series-specific behaviour (such as each product's noise level).
@@ -268,23 +288,31 @@ def make_windows(
 
     Returns:
         :class:`Windows` with ``n_series * (n_time - window)`` examples.
+
+    Raises:
+        ValueError: NaN or infinite ``values`` or ``covariates`` (naming the first bad
+            index), shapes that do not fit, ``window`` outside ``[1, n_time - 1]``,
+            ``unit`` not finite and positive.
+        TypeError: a non-floating ``dtype``, non-numeric ``values``.
     """
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 2:
-        raise ValueError(f"values must have shape (n_series, n_time), got {values.shape}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch dtype (targets would be truncated), got {dtype!r}")
+    values = as_float_array("values", values)
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"values must have shape (n_series, n_time) with at least one entry, got {values.shape}")
     n_series, n_time = values.shape
-    if not 1 <= window < n_time:
-        raise ValueError(f"window must lie in [1, {n_time - 1}], got {window!r}")
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not 1 <= window < n_time:
+        raise ValueError(f"window must be an integer in [1, {n_time - 1}] (n_time - 1), got {window!r}")
     per_window = isinstance(unit, str)
     if per_window and unit != "window":
         raise ValueError(f"unit must be 'window' or {n_series} positive numbers, got {unit!r}")
-    unit = np.ones(n_series) if per_window else np.asarray(unit, dtype=float)
-    if unit.shape != (n_series,) or not np.all(unit > 0):
-        raise ValueError(f"unit must be {n_series} positive numbers, got {unit!r}")
+    unit = np.ones(n_series) if per_window else as_float_array("unit", unit)
+    if unit.shape != (n_series,) or not np.all((unit > 0) & np.isfinite(unit)):
+        raise ValueError(f"unit must be {n_series} finite positive numbers, got {unit!r}")
     if covariates is None:
         covariates = np.zeros((n_series, n_time, 0))
-    covariates = np.asarray(covariates, dtype=float)
-    if covariates.shape[:2] != (n_series, n_time):
+    covariates = as_float_array("covariates", covariates)
+    if covariates.ndim != 3 or covariates.shape[:2] != (n_series, n_time):
         raise ValueError(f"covariates must have shape ({n_series}, {n_time}, k), got {covariates.shape}")
     if series_one_hot:
         codes = np.broadcast_to(np.eye(n_series)[:, None], (n_series, n_time, n_series))
@@ -306,6 +334,13 @@ def make_windows(
     target, example_unit = scaled[series, time], unit[series]
     if per_window:
         example_unit = 1.0 + inputs[:, :, 0].mean(axis=1)
+        if not np.all(example_unit > 0):
+            i = int(np.argmin(example_unit))
+            raise ValueError(
+                "unit='window' divides by 1 + the window's mean, which must be positive: got "
+                f"{example_unit[i]:.4g} for series {series[i]} at target time {time[i]}; "
+                "pass unit as one positive number per series for values that can be negative"
+            )
         inputs = inputs.copy()
         inputs[:, :, 0] /= example_unit[:, None]
         target = target / example_unit
@@ -317,6 +352,56 @@ def make_windows(
         series=torch.as_tensor(series),
         time=torch.as_tensor(time),
     )
+
+
+def _checked_windows(name: str, windows: Windows, dtype: torch.dtype) -> Windows:
+    """``windows`` with finite floating inputs, targets and units in the model's ``dtype``, or a clear error."""
+    if not isinstance(windows, Windows):
+        raise TypeError(f"{name} must be Windows (see make_windows), got {type(windows).__name__}")
+    if len(windows) == 0:
+        raise ValueError(f"{name} must hold at least one window, got none (an empty split?)")
+    for part in ("inputs", "target", "unit"):
+        check_finite(f"{name}.{part}", getattr(windows, part))
+    # integer targets are promoted, never truncated; float64 windows follow a float32 model
+    cast = {part: getattr(windows, part).to(dtype) for part in ("inputs", "target", "unit")}
+    return replace(windows, **cast)
+
+
+def _likely_cause(model: SequenceForecaster, windows: Windows, name: str, index: Tensor, lr: float) -> str:
+    """Why a loss on ``windows`` (positions ``index`` of ``name``) is not finite; inputs are known to be finite."""
+    with torch.no_grad():
+        output = model(windows.inputs)
+    if isinstance(output, Distribution):
+        outside = ~output.support.check(windows.target) & ~windows.right_censored
+        if bool(outside.any()):
+            i = int(torch.nonzero(outside)[0])
+            return (
+                f"a target outside the head's support: {name}.target[{int(index[i])}] = "
+                f"{windows.target[i].item():.6g} (series {int(windows.series[i])}, time {int(windows.time[i])}) "
+                f"has zero density under the {type(output).__name__} law"
+            )
+    parameters_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    state = "the weights are finite" if parameters_finite else "the weights are no longer finite"
+    return f"a learning rate too large (lr={lr:g}): {state}, and the inputs and targets are finite"
+
+
+def _finite_loss(
+    model: SequenceForecaster, windows: Windows, name: str, index: Tensor, where: str, lr: float
+) -> Tensor:
+    """The model's loss on ``windows``; a ValueError naming the likely cause if it is not finite."""
+    try:
+        loss = model.loss(windows)
+    except ValueError as error:  # a loss refusing the model's own non-finite outputs
+        raise ValueError(
+            f"training stopped {where}: the loss could not be computed ({error}); likely cause: "
+            f"{_likely_cause(model, windows, name, index, lr)}"
+        ) from error
+    if not bool(torch.isfinite(loss)):
+        raise ValueError(
+            f"training stopped at the first non-finite loss ({loss.item()}) {where}; likely cause: "
+            f"{_likely_cause(model, windows, name, index, lr)}"
+        )
+    return loss
 
 
 @dataclass
@@ -365,29 +450,52 @@ def fit(
 
     Returns:
         The :class:`TrainingHistory`.
+
+    Raises:
+        ValueError: an empty ``train`` or ``val``, non-finite inputs, targets or units
+            (naming the first bad index), bad settings; and, during training, at the
+            first non-finite loss or gradient, with the epoch, the step and the likely
+            cause (a target outside the head's support, a learning rate too large).
+        TypeError: ``train``/``val`` not :class:`Windows`, ``generator`` not a ``torch.Generator``.
     """
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError("train and val must each hold at least one window")
-    if epochs < 1 or patience < 1 or batch_size < 1:
-        raise ValueError("epochs, patience and batch_size must be positive integers")
+    for setting, value in (("epochs", epochs), ("patience", patience), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{setting} must be a positive integer, got {value!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
+        raise ValueError(f"max_grad_norm must be a positive number (inf: no clipping), got {max_grad_norm!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    dtype = next(model.parameters()).dtype
+    train, val = _checked_windows("train", train, dtype), _checked_windows("val", val, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = TrainingHistory()
     best_state = copy.deepcopy(model.state_dict())
     bar = tqdm(range(epochs), desc="epochs", disable=None if progress is None else not progress, leave=False)
+    step = 0
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train), generator=generator)
         total = 0.0
         for batch in order.split(batch_size):
+            step += 1
+            where = f"at epoch {epoch + 1}, step {step}"
             optimizer.zero_grad()
-            loss = model.loss(train[batch])
+            loss = _finite_loss(model, train[batch], "train", batch, where, lr)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            if not bool(torch.isfinite(norm)):
+                raise ValueError(
+                    f"training stopped at the first non-finite gradient {where} (the loss was {loss.item():.6g}); "
+                    f"likely cause: {_likely_cause(model, train[batch], 'train', batch, lr)}"
+                )
             optimizer.step()
             total += loss.item() * batch.numel()
         model.eval()
         with torch.no_grad():
-            val_loss = model.loss(val).item()
+            where = f"on val after epoch {epoch + 1}"
+            val_loss = _finite_loss(model, val, "val", torch.arange(len(val)), where, lr).item()
         history.train_loss.append(total / len(train))
         history.val_loss.append(val_loss)
         bar.set_postfix(train=history.train_loss[-1], val=val_loss)

@@ -85,8 +85,33 @@ def test_features_one_hot_weekday_and_promo(data):
         (dict(stockout_rate=-0.1), "stockout_rate"),
         (dict(levels=np.ones(3)), "levels"),
         (dict(split=(0.5, 0.5, 0.0)), "split"),
+        (dict(n_products=float("nan")), "n_products"),
+        (dict(n_days=100.5), "n_days"),
+        (dict(noise=float("inf")), "noise"),
+        (dict(noise=float("nan")), "noise"),
+        (dict(levels=np.array([1.0, 2.0, np.nan, 4.0, 5.0, 6.0])), "levels must be finite, got nan at index 2"),
+        (dict(levels=np.array([1.0, 2.0, np.inf, 4.0, 5.0, 6.0])), "levels"),
+        (dict(split=(0.6, 0.2, float("nan"))), "split"),
+        # 30 days split 0.98 / 0.01 / 0.01 rounds the validation period to no day at all
+        (dict(n_days=30, split=(0.98, 0.01, 0.01)), "leaves the val period empty"),
+        (dict(rng=-1), "rng"),
     ],
 )
 def test_bad_input_raises(kwargs, match):
+    kwargs.setdefault("rng", 0)
     with pytest.raises(ValueError, match=match):
-        simulate_demand(**kwargs, rng=0)
+        simulate_demand(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(rng="seed"), "rng"), (dict(rng=np.random.RandomState(0)), "rng"),
+                                           (dict(n_days="730"), "n_days"), (dict(noise="1"), "noise")])
+def test_wrong_types_raise_type_errors(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        simulate_demand(**kwargs)
+
+
+def test_integral_counts_and_integer_levels_are_accepted():
+    a = simulate_demand(n_products=3, n_days=60, levels=np.array([1, 5, 20]), rng=4)
+    b = simulate_demand(n_products=np.int64(3), n_days=60.0, levels=np.array([1.0, 5.0, 20.0]), rng=np.int64(4))
+    np.testing.assert_array_equal(a.sales, b.sales)
+    assert a.sales.dtype == np.float64 and a.n_days == 60

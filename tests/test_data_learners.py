@@ -56,13 +56,35 @@ def test_bad_probabilities_raise(kwargs, name):
         simulate_learners(10, **kwargs)
 
 
-@pytest.mark.parametrize("n", [0, -3, 2.5])
+@pytest.mark.parametrize("n", [0, -3, 2.5, True, float("nan")])
 def test_bad_n_raises(n):
     with pytest.raises(ValueError, match="n must be a positive integer"):
         simulate_learners(n)
 
 
+def test_seed_and_generator_give_the_same_population():
+    # one rule for every simulator: an int seed or a numpy Generator
+    a = simulate_learners(500, rng=21)
+    b = simulate_learners(500, rng=np.random.default_rng(21))
+    c = simulate_learners(500, rng=22)
+    np.testing.assert_array_equal(a.success, b.success)
+    np.testing.assert_array_equal(a.published, b.published)
+    assert not np.array_equal(a.success, c.success)
+
+
+@pytest.mark.parametrize("rng, error", [("0", TypeError), (1.5, TypeError), (True, TypeError), (-2, ValueError)])
+def test_bad_rng_raises_naming_rng(rng, error):
+    with pytest.raises(error, match="rng"):
+        simulate_learners(10, rng=rng)
+
+
 def test_bad_rates_raise():
+    with pytest.raises(ValueError, match="success_rate must be finite, got nan at index 1"):
+        published_success_rate([0.5, float("nan")], 0.3, 0.1)
+    with pytest.raises(ValueError, match=r"shapes \(2,\), \(3,\)"):
+        published_success_rate([0.5, 0.4], [0.3, 0.2, 0.1], 0.1)
+    with pytest.raises(TypeError, match="publish_if_failure"):
+        published_success_rate(0.5, 0.3, "0.1")
     with pytest.raises(ValueError, match="publish_if_success"):
         published_success_rate(0.5, 1.2, 0.1)
     with pytest.raises(ValueError, match="no story is ever published"):

@@ -35,8 +35,8 @@ def test_gaussian_nll_rejects_bad_input():
         gaussian_nll(t64([1.0]), t64([0.0]), t64([0.0]))
     with pytest.raises(ValueError, match="reduction"):
         gaussian_nll(t64([1.0]), t64([0.0]), t64([1.0]), reduction="avg")
-    with pytest.raises(ValueError, match="broadcastable"):
-        gaussian_nll(t64([1.0, 2.0]), t64([0.0, 1.0, 2.0]), t64([1.0]))
+    with pytest.raises(ValueError, match=r"loc .*shape \(3,\).*y of shape \(2,\)"):
+        gaussian_nll(t64([1.0, 2.0]), t64([0.0, 1.0, 2.0]), t64([1.0, 1.0]))
 
 
 def test_censored_nll_of_the_demand_model_matches_scipy():
@@ -84,13 +84,20 @@ def test_censored_nll_with_torch_normal_and_both_censoring_sides():
     )
 
 
-def test_censored_nll_broadcasts_a_batch_of_laws():
-    d = TruncatedNormal(t64([[1.0], [2.0]]), t64(1.0), 0.0, INF)
+def test_censored_nll_takes_one_law_per_point_or_one_for_all():
     y = t64([0.5, 1.5, 3.0])
     right = torch.tensor([False, False, True])
-    out = censored_nll(d, y, right_censored=right, reduction="none")
-    assert out.shape == (2, 3)
-    assert out[1, 2].item() == pytest.approx(-ss.truncnorm(-2.0, INF, loc=2.0).logsf(3.0), rel=1e-13)
+    locs = np.array([1.0, 2.0, 0.5])
+    per_point = censored_nll(TruncatedNormal(t64(locs), t64(1.0), 0.0, INF), y, right_censored=right, reduction="none")
+    laws = [ss.truncnorm(-m, INF, loc=m) for m in locs]
+    ref = [-laws[0].logpdf(0.5), -laws[1].logpdf(1.5), -laws[2].logsf(3.0)]
+    np.testing.assert_allclose(per_point.numpy(), ref, rtol=1e-13)
+    one = censored_nll(TruncatedNormal(t64(2.0), t64(1.0), 0.0, INF), y, right_censored=right, reduction="none")
+    law = ss.truncnorm(-2.0, INF, loc=2.0)
+    np.testing.assert_allclose(one.numpy(), [-law.logpdf(0.5), -law.logpdf(1.5), -law.logsf(3.0)], rtol=1e-13)
+    # a batch of laws that would broadcast against y into a table is refused, naming both shapes
+    with pytest.raises(ValueError, match=r"dist.batch_shape .*\(2, 1\).*y of shape \(3,\)"):
+        censored_nll(TruncatedNormal(t64([[1.0], [2.0]]), t64(1.0), 0.0, INF), y, right_censored=right)
 
 
 def test_censored_nll_rejects_bad_input():
@@ -100,16 +107,91 @@ def test_censored_nll_rejects_bad_input():
         censored_nll(d, y, right_censored=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="boolean"):
         censored_nll(d, y, right_censored=[False, True])
-    with pytest.raises(ValueError, match="broadcastable"):
+    with pytest.raises(ValueError, match=r"right_censored .*shape \(3,\)"):
         censored_nll(d, y, right_censored=torch.tensor([False, True, True]))
     with pytest.raises(ValueError, match="both"):
         censored_nll(d, y, right_censored=torch.tensor([True, False]), left_censored=torch.tensor([True, False]))
     with pytest.raises(ValueError, match="reduction"):
         censored_nll(d, y, reduction="mean ")
-    with pytest.raises(ValueError, match="broadcastable"):
+    with pytest.raises(ValueError, match="dist.batch_shape"):
         censored_nll(TruncatedNormal(t64([1.0, 2.0, 3.0]), t64(1.0), 0.0, INF), y)
     with pytest.raises(TypeError, match="log_sf"):
         censored_nll(Exponential(t64(1.0)), y, right_censored=torch.tensor([False, True]))
+
+
+def test_losses_refuse_shapes_that_would_broadcast_into_a_table():
+    # y of shape (n, 1) against loc of shape (n,) would give n^2 terms
+    y = t64([[1.0], [2.0], [3.0]])
+    loc, scale = t64([1.0, 2.0, 3.0]), t64([1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"loc .*\(3,\).*y of shape \(3, 1\)"):
+        gaussian_nll(y, loc, scale)
+    with pytest.raises(ValueError, match="dist.batch_shape"):
+        censored_nll(Normal(loc, scale), y)
+    # a larger mask would count points twice
+    with pytest.raises(ValueError, match=r"left_censored .*\(2, 3\)"):
+        censored_nll(Normal(loc, scale), loc, left_censored=torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="right_censored"):
+        censored_nll(Normal(loc, scale), loc, right_censored=torch.tensor(True))
+
+
+@pytest.mark.parametrize("bad, where", [(math.nan, "index 1"), (INF, "index 1"), (-INF, "index 1")])
+def test_losses_name_a_non_finite_y_and_its_index(bad, where):
+    y = t64([0.5, bad, 1.0])
+    with pytest.raises(ValueError, match=f"y must be finite, got .* at {where}"):
+        gaussian_nll(y, 0.0, 1.0)
+    with pytest.raises(ValueError, match=f"y must be finite, got .* at {where}"):
+        censored_nll(TruncatedNormal(t64(1.0), t64(1.0), 0.0, INF), y,
+                     right_censored=torch.tensor([False, True, False]))
+
+
+def test_losses_refuse_empty_input_and_non_finite_parameters():
+    empty = torch.zeros(0, dtype=F64)
+    with pytest.raises(ValueError, match="y must hold at least one observation"):
+        gaussian_nll(empty, empty, empty)
+    with pytest.raises(ValueError, match="y must hold at least one observation"):
+        censored_nll(Normal(t64(0.0), t64(1.0)), empty)
+    with pytest.raises(ValueError, match="loc must be finite"):
+        gaussian_nll(t64([1.0, 2.0]), t64([0.0, math.nan]), 1.0)
+    with pytest.raises(ValueError, match="scale must be finite"):
+        gaussian_nll(t64([1.0, 2.0]), 0.0, t64([1.0, INF]))
+    with pytest.raises(TypeError, match="dist"):
+        censored_nll(t64([0.0]), t64([1.0]))
+
+
+def test_integer_observations_are_promoted_not_truncated():
+    y = torch.tensor([0, 1, 3])
+    got = gaussian_nll(y, torch.tensor(1), torch.tensor(2), reduction="none")
+    assert got.dtype == torch.get_default_dtype()
+    np.testing.assert_allclose(got.numpy(), -ss.norm.logpdf([0, 1, 3], 1, 2), rtol=1e-6)
+    law = ss.truncnorm(-2.0, INF, loc=2.0)
+    got = censored_nll(TruncatedNormal(t64(2.0), t64(1.0), 0.0, INF), y,
+                       right_censored=torch.tensor([False, False, True]), reduction="none")
+    np.testing.assert_allclose(got.numpy(), [-law.logpdf(0), -law.logpdf(1), -law.logsf(3)], rtol=1e-13)
+
+
+def test_censored_nll_works_for_any_law_with_log_cdf_and_log_sf():
+    class Logistic(torch.distributions.TransformedDistribution):
+        """A logistic law built from torch parts, given its log cdf and log survival by hand."""
+
+        def __init__(self, loc, scale):
+            base = torch.distributions.Uniform(torch.zeros_like(loc), torch.ones_like(loc))
+            transforms = [torch.distributions.SigmoidTransform().inv,
+                          torch.distributions.AffineTransform(loc, scale)]
+            super().__init__(base, transforms)
+            self.loc, self.scale = loc, scale
+
+        def log_cdf(self, value):
+            return torch.nn.functional.logsigmoid((value - self.loc) / self.scale)
+
+        def log_sf(self, value):
+            return torch.nn.functional.logsigmoid(-(value - self.loc) / self.scale)
+
+    y = t64([-2.0, 0.3, 1.0, 4.0])
+    left, right = torch.tensor([True, False, False, False]), torch.tensor([False, False, False, True])
+    got = censored_nll(Logistic(t64(0.5), t64(1.5)), y, right_censored=right, left_censored=left, reduction="none")
+    law = ss.logistic(0.5, 1.5)
+    ref = [-law.logcdf(-2.0), -law.logpdf(0.3), -law.logpdf(1.0), -law.logsf(4.0)]
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
 
 
 def fit(loss_fn, init):

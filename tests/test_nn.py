@@ -98,6 +98,63 @@ def test_make_windows_bad_input(kwargs, match):
         mnn.make_windows(np.ones((2, 10)), **kwargs)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_make_windows_names_the_first_non_finite_value(bad):
+    values = np.ones((2, 10))
+    values[1, 6] = bad
+    values[1, 8] = np.nan
+    with pytest.raises(ValueError, match=r"values must be finite, got .* at index \(1, 6\)"):
+        mnn.make_windows(values, window=3, unit=np.ones(2))
+    covariates = np.zeros((2, 10, 2))
+    covariates[0, 4, 1] = bad
+    with pytest.raises(ValueError, match=r"covariates must be finite, got .* at index \(0, 4, 1\)"):
+        mnn.make_windows(np.ones((2, 10)), covariates, window=3, unit=np.ones(2))
+
+
+@pytest.mark.parametrize(
+    "unit, match",
+    [(np.array([1.0, np.inf]), "unit must be finite, got inf at index 1"),
+     (np.array([1.0, np.nan]), "unit must be finite, got nan at index 1"),
+     (np.array([0.0, 1.0]), "unit must be 2 finite positive numbers"),
+     (np.ones(3), "unit must be 2 finite positive numbers")],
+)
+def test_make_windows_unit_must_be_finite_and_positive(unit, match):
+    # unit = inf used to divide a series down to zeros
+    with pytest.raises(ValueError, match=match):
+        mnn.make_windows(np.ones((2, 10)), window=3, unit=unit)
+
+
+def test_integer_series_are_promoted_and_integer_dtypes_refused():
+    counts = np.array([[3, 1, 4, 1, 5, 9, 2, 6], [2, 7, 1, 8, 2, 8, 1, 8]])
+    w = mnn.make_windows(counts, window=3, unit=np.array([2, 4]))
+    # targets in original units are the counts exactly, not counts // unit
+    np.testing.assert_array_equal((w.target * w.unit).numpy(), counts[w.series.numpy(), w.time.numpy()])
+    assert w.target.dtype == torch.float32
+    with pytest.raises(TypeError, match="dtype must be a floating"):
+        mnn.make_windows(counts, window=3, unit=np.ones(2), dtype=torch.int64)
+
+
+@pytest.mark.parametrize("window", [2.0, 2.5, True, 8, -1])
+def test_window_must_be_an_integer_below_the_series_length(window):
+    with pytest.raises(ValueError, match=r"window must be an integer in \[1, 7\]"):
+        mnn.make_windows(np.ones((2, 8)), window=window, unit=np.ones(2))
+
+
+def test_window_unit_refuses_a_non_positive_scale():
+    values = np.full((2, 12), 1.0)
+    values[1] = -3.0  # 1 + window mean = -2: the per-window scale would flip signs
+    with pytest.raises(ValueError, match="unit='window'.*series 1"):
+        mnn.make_windows(values, window=4, unit="window")
+
+
+def test_empty_splits_raise_clearly():
+    w = mnn.make_windows(np.ones((2, 20)), window=5, unit=np.ones(2))
+    with pytest.raises(ValueError, match=r"no window has its target time in \[start, stop\) = \[0, 5\).*\[5, 19\]"):
+        w.between(0, 5)
+    with pytest.raises(ValueError, match="values must have shape"):
+        mnn.make_windows(np.ones((0, 20)), window=5, unit=np.ones(0))
+
+
 # ----------------------------------------------------------------------------- heads
 
 @pytest.mark.parametrize("name", ["point", "gaussian", "truncated", "censored"])
@@ -244,8 +301,67 @@ def test_fit_early_stopping_restores_the_best_epoch():
 def test_fit_bad_input():
     w = _iid_windows(10, 1.0, 1.0, 10.0, 0)
     model = mnn.SequenceForecaster(1, "point", hidden_size=4)
-    with pytest.raises(ValueError, match="val"):
+    with pytest.raises(ValueError, match="val must hold at least one window"):
         mnn.fit(model, w, w[:0])
+    with pytest.raises(ValueError, match="train must hold at least one window"):
+        mnn.fit(model, w[:0], w)
+    for setting, value in [("lr", 0.0), ("lr", math.inf), ("lr", math.nan), ("epochs", 2.5), ("batch_size", 0),
+                           ("max_grad_norm", -1.0)]:
+        with pytest.raises(ValueError, match=setting):
+            mnn.fit(model, w, w, **{setting: value})
+    with pytest.raises(TypeError, match="generator"):
+        mnn.fit(model, w, w, generator=np.random.default_rng(0))
+
+
+def _with(windows, **parts):
+    return mnn.Windows(**{name: parts.get(name, getattr(windows, name)) for name in windows.__dataclass_fields__})
+
+
+@pytest.mark.parametrize("part, index", [("inputs", (3, 1, 0)), ("target", 7), ("unit", 2)])
+def test_fit_refuses_non_finite_windows_before_training(part, index):
+    # NaN inputs used to train on NaN losses, or to be blamed on the Gaussian head's scale
+    w = _iid_windows(20, 1.0, 1.0, 10.0, 0)
+    bad = getattr(w, part).clone()
+    bad[index] = math.nan
+    model = mnn.SequenceForecaster(1, "gaussian", hidden_size=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    where = str(index).replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ValueError, match=rf"val.{part} must be finite, got nan at index {where}"):
+        mnn.fit(model, w, _with(w, **{part: bad}), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_fit_stops_at_the_first_loss_of_a_target_outside_the_support():
+    # a truncated-at-zero head cannot give a negative target any density: -log p = inf
+    w = _iid_windows(40, 1.0, 1.0, 10.0, 0)
+    target = w.target.clone()
+    target[23] = -0.5
+    model = mnn.SequenceForecaster(1, "truncated", hidden_size=4)
+    with pytest.raises(ValueError, match=r"first non-finite loss \(inf\) at epoch 1, step 2.*"
+                                         r"outside the head's support: train.target\[23\] = -0.5"):
+        mnn.fit(model, _with(w, target=target), w, batch_size=20, generator=torch.Generator().manual_seed(0),
+                progress=False)
+
+
+def test_fit_blames_a_learning_rate_too_large():
+    # MSE on float32 overflows once Adam's steps of size lr put the output near 1e30
+    w = _iid_windows(40, 1.0, 1.0, 10.0, 0)
+    torch.manual_seed(0)
+    model = mnn.SequenceForecaster(1, "point", hidden_size=4)
+    with pytest.raises(ValueError, match=r"non-finite loss.*after epoch 1.*learning rate too large \(lr=1e\+30\)"):
+        mnn.fit(model, w, w, lr=1e30, epochs=3, progress=False)
+
+
+def test_fit_promotes_integer_targets_and_follows_the_model_dtype():
+    w = _iid_windows(60, 3.0, 1.0, 10.0, 0)
+    counts = _with(w, target=w.target.round().long(), inputs=w.inputs.double())
+    histories = []
+    for windows in (counts, _with(w, target=w.target.round())):
+        torch.manual_seed(0)
+        model = mnn.SequenceForecaster(1, "gaussian", hidden_size=4)
+        histories.append(mnn.fit(model, windows, windows, epochs=3, progress=False,
+                                 generator=torch.Generator().manual_seed(0)))
+    assert histories[0].train_loss == pytest.approx(histories[1].train_loss, rel=1e-6)
     with pytest.raises(ValueError, match="patience"):
         mnn.fit(model, w, w, patience=0)
 

@@ -29,7 +29,8 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
-from mathkit.data._checks import check_probability
+from mathkit._checks import as_float_array
+from mathkit.data._checks import as_generator, check_count, check_positive, check_probability
 
 __all__ = ["DemandData", "simulate_demand"]
 
@@ -89,11 +90,19 @@ class DemandData:
 
 
 def _split_slices(n_days: int, fractions: tuple[float, float, float]) -> dict[str, slice]:
-    if len(fractions) != 3 or min(fractions) <= 0 or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split must be three positive fractions summing to 1, got {fractions!r}")
+    fractions = np.asarray(fractions, dtype=float) if np.ndim(fractions) == 1 else np.array([np.nan])
+    if fractions.size != 3 or not np.all(fractions > 0) or not np.isclose(fractions.sum(), 1.0):
+        raise ValueError(f"split must be three positive fractions summing to 1, got {fractions.tolist()!r}")
     train_end = round(n_days * fractions[0])
     val_end = train_end + round(n_days * fractions[1])
-    return {"train": slice(0, train_end), "val": slice(train_end, val_end), "test": slice(val_end, n_days)}
+    splits = {"train": slice(0, train_end), "val": slice(train_end, val_end), "test": slice(val_end, n_days)}
+    empty = [name for name, days in splits.items() if days.stop <= days.start]
+    if empty:
+        raise ValueError(
+            f"split {fractions.tolist()} of n_days={n_days} leaves the {' and '.join(empty)} period empty; "
+            "use larger fractions or more days"
+        )
+    return splits
 
 
 def simulate_demand(
@@ -116,34 +125,37 @@ def simulate_demand(
     Args:
         n_products: number of products (positive).
         n_days: number of consecutive days, starting on a Monday (at least 30).
-        levels: typical daily demand per product, shape ``(n_products,)``, positive;
+        levels: typical daily demand per product, shape ``(n_products,)``, finite and positive;
             defaults to a geometric ladder from 1 to 40 units a day.
-        noise: :math:`\kappa`, the noise scale relative to :math:`\sqrt{\mu}` (positive).
+        noise: :math:`\kappa`, the noise scale relative to :math:`\sqrt{\mu}` (finite, positive).
         promo_prob: probability that a given product is on promotion on a given day.
         stockout_rate: expected fraction of days on which a product runs out, in [0, 1).
-        split: fractions of the days in the train, validation and test periods.
-        rng: a ``numpy.random.Generator`` or a seed; a fresh unseeded one when ``None``.
+        split: fractions of the days in the train, validation and test periods; each
+            period must get at least one day.
+        rng: a ``numpy.random.Generator`` or an int seed; a fresh unseeded one when ``None``.
 
     Returns:
         A :class:`DemandData`.
+
+    Raises:
+        ValueError: a parameter outside its range (named in the message), or a split
+            that leaves a period empty.
+        TypeError: ``rng`` neither a seed nor a generator, a count that is not an integer.
     """
-    if int(n_products) != n_products or n_products < 1:
-        raise ValueError(f"n_products must be a positive integer, got {n_products!r}")
-    if int(n_days) != n_days or n_days < 30:
-        raise ValueError(f"n_days must be an integer of at least 30, got {n_days!r}")
-    if not noise > 0:
-        raise ValueError(f"noise must be positive, got {noise!r}")
+    n_products = check_count("n_products", n_products)
+    n_days = check_count("n_days", n_days, minimum=30)
+    noise = check_positive("noise", noise)
     promo_prob = check_probability("promo_prob", promo_prob)
     stockout_rate = check_probability("stockout_rate", stockout_rate)
     if stockout_rate == 1.0:
         raise ValueError("stockout_rate must be below 1 (some days must keep stock), got 1.0")
     if levels is None:
         levels = np.geomspace(1.0, 40.0, n_products)
-    levels = np.asarray(levels, dtype=float)
+    levels = as_float_array("levels", levels)
     if levels.shape != (n_products,) or not np.all(levels > 0):
-        raise ValueError(f"levels must be {n_products} positive numbers, got {levels!r}")
+        raise ValueError(f"levels must be {n_products} positive numbers (one per product), got {levels!r}")
     splits = _split_slices(n_days, split)
-    rng = np.random.default_rng(rng)
+    rng = as_generator(rng)
 
     days = np.arange(n_days)
     day_of_week = days % 7

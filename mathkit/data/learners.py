@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mathkit.data._checks import check_probability
+from mathkit._checks import as_float_array
+from mathkit.data._checks import as_generator, check_probability
 
 __all__ = ["LearnerPopulation", "simulate_learners", "published_success_rate"]
 
@@ -55,7 +56,7 @@ def simulate_learners(
     success_without_theory: float = 0.2,
     publish_if_success: float = 0.3,
     publish_if_failure: float = 0.01,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | int | None = None,
 ) -> LearnerPopulation:
     r"""Draw ``n`` learners; each studies theory, succeeds and publishes at random.
 
@@ -71,19 +72,23 @@ def simulate_learners(
         success_without_theory: success probability of a learner who skipped it.
         publish_if_success: probability that a success is written up.
         publish_if_failure: probability that a failure is written up.
-        rng: a ``numpy.random.Generator``; a fresh unseeded one when ``None``.
+        rng: a ``numpy.random.Generator`` or an int seed; a fresh unseeded one when ``None``.
 
     Returns:
         A :class:`LearnerPopulation` with boolean arrays of shape ``(n,)``.
+
+    Raises:
+        ValueError: ``n`` not a positive integer, a probability outside [0, 1].
+        TypeError: ``rng`` neither a seed nor a generator.
     """
-    if not isinstance(n, (int, np.integer)) or n <= 0:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     theory_share = check_probability("theory_share", theory_share)
     p_yes = check_probability("success_with_theory", success_with_theory)
     p_no = check_probability("success_without_theory", success_without_theory)
     pub_s = check_probability("publish_if_success", publish_if_success)
     pub_f = check_probability("publish_if_failure", publish_if_failure)
-    rng = np.random.default_rng() if rng is None else rng
+    rng = as_generator(rng)
 
     theory = rng.random(n) < theory_share
     success = rng.random(n) < np.where(theory, p_yes, p_no)
@@ -105,12 +110,19 @@ def published_success_rate(
     with true success rate :math:`p` and publishing probabilities :math:`q_S, q_F`.
     Inputs broadcast; the result is a float array of their common shape.
     """
-    p = np.asarray(success_rate, dtype=float)
-    q_s = np.asarray(publish_if_success, dtype=float)
-    q_f = np.asarray(publish_if_failure, dtype=float)
+    p = as_float_array("success_rate", success_rate)
+    q_s = as_float_array("publish_if_success", publish_if_success)
+    q_f = as_float_array("publish_if_failure", publish_if_failure)
     for name, value in (("success_rate", p), ("publish_if_success", q_s), ("publish_if_failure", q_f)):
-        if np.any((value < 0) | (value > 1)) or np.any(np.isnan(value)):
+        if np.any((value < 0) | (value > 1)):
             raise ValueError(f"{name} must hold probabilities in [0, 1]")
+    try:
+        np.broadcast_shapes(p.shape, q_s.shape, q_f.shape)
+    except ValueError:
+        raise ValueError(
+            f"success_rate, publish_if_success and publish_if_failure must broadcast together, got shapes "
+            f"{p.shape}, {q_s.shape} and {q_f.shape}"
+        ) from None
     published_successes = q_s * p
     denominator = published_successes + q_f * (1.0 - p)
     if np.any(denominator == 0):
