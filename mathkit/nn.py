@@ -443,8 +443,10 @@ def check_finite_loss(loss: Tensor, step: int, history=None) -> None:
     Call it before ``backward()``: a single NaN step writes NaN into every weight, and
     everything after it is noise.
     """
-    if not bool(torch.isfinite(loss).all()):
-        value = float(loss.detach().reshape(-1)[~torch.isfinite(loss.detach().reshape(-1))][0])
+    flat = loss.detach().reshape(-1)
+    bad = ~torch.isfinite(flat)
+    if bool(bad.any()):
+        value = float(flat[bad][0])
         raise NonFiniteLossError(
             f"loss must be finite, got {value} at step {step}; training stopped there", step, value, history
         )
