@@ -527,6 +527,20 @@ class GradientMonitor:
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def _check_finite(name: str, X: Tensor) -> None:
+    bad = ~torch.isfinite(X)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be finite, got {X[bad][0].item()} at index {tuple(bad.nonzero()[0].tolist())}")
+
+
+def _check_target(x: Tensor, **params: Tensor) -> None:
+    """Losses take parameters of exactly the target's shape, and a finite target."""
+    for name, value in params.items():
+        if value.shape != x.shape:
+            raise ValueError(f"{name} must have the shape of x, {tuple(x.shape)}, got {tuple(value.shape)}")
+    _check_finite("x", x)
+
+
 def kl_normal_standard(loc: Tensor, log_variance: Tensor) -> Tensor:
     r"""KL divergence from :math:`\mathcal N(\mu, \operatorname{diag}\sigma^2)` to :math:`\mathcal N(0, I)`.
 
@@ -548,6 +562,7 @@ def gaussian_log_likelihood(x: Tensor, loc: Tensor, variance: Tensor) -> Tensor:
     (training functions stop at the first non-finite loss). Note that the value grows
     without bound as :math:`v_j \to 0` at :math:`x_j = \mu_j`.
     """
+    _check_target(x, loc=loc, variance=variance)
     return -0.5 * (_LOG_2PI + variance.log() + (x - loc).square() / variance).sum(-1)
 
 
@@ -559,6 +574,7 @@ def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
     computed stably by ``binary_cross_entropy_with_logits``; ``x`` in :math:`[0, 1]`
     (grey levels are used as the "probability of ink", as is common for images).
     """
+    _check_target(x, logits=logits)
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
 
 
@@ -719,12 +735,14 @@ class VAEHistory:
     val_elbo: list[float] = field(default_factory=list)
 
 
-def _check_data(name: str, X: Tensor, n_features: int) -> None:
+def _as_data(name: str, X, model: VAE) -> Tensor:
+    """``X`` as a finite ``(n, n_features)`` tensor in the model's dtype (integers promoted)."""
+    X = torch.as_tensor(X).to(model.loc_head.weight.dtype)
+    n_features = model.loc_head.out_features
     if X.ndim != 2 or X.shape[1] != n_features:
         raise ValueError(f"{name} must have shape (n, {n_features}), got {tuple(X.shape)}")
-    bad = ~torch.isfinite(X)
-    if bool(bad.any()):
-        raise ValueError(f"{name} must be finite, got {X[bad][0].item()} at row {int(bad.any(1).nonzero()[0])}")
+    _check_finite(name, X)
+    return X
 
 
 def fit_vae(
@@ -742,8 +760,8 @@ def fit_vae(
 
     Args:
         model: the :class:`VAE` (trained in place).
-        X: ``(n, n_features)`` training data, in the model's dtype (for a Bernoulli
-            decoder in :math:`[0, 1]`).
+        X: ``(n, n_features)`` training data (a tensor or array; converted to the
+            model's dtype); for a Bernoulli decoder in :math:`[0, 1]`.
         epochs, lr, batch_size: passes over ``X``, Adam's step size, examples per step.
         X_val: data on which the ELBO is measured after every epoch (optional).
         generator: drives the shuffling and the reparameterisation noise; the same
@@ -757,10 +775,9 @@ def fit_vae(
         NonFiniteLossError: at the first step whose loss is NaN or infinite, before the
             weights are touched by it; its ``history`` holds everything recorded until then.
     """
-    n_features = model.loc_head.out_features
-    _check_data("X", X, n_features)
+    X = _as_data("X", X, model)
     if X_val is not None:
-        _check_data("X_val", X_val, n_features)
+        X_val = _as_data("X_val", X_val, model)
     if model.likelihood == "bernoulli" and not bool(((X >= 0) & (X <= 1)).all()):
         raise ValueError("X must lie in [0, 1] for a Bernoulli decoder")
     if epochs < 1 or batch_size < 1:

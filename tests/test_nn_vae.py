@@ -167,7 +167,7 @@ def test_bad_input():
     model = _vae()
     x = _data()
     x[3, 2] = math.nan
-    with pytest.raises(ValueError, match="X must be finite, got nan at row 3"):
+    with pytest.raises(ValueError, match=r"X must be finite, got nan at index \(3, 2\)"):
         mnn.fit_vae(model, x)
     with pytest.raises(ValueError, match=r"X_val must have shape \(n, 6\)"):
         mnn.fit_vae(model, _data(), X_val=_data()[:, :4])
@@ -181,3 +181,24 @@ def test_bad_input():
     ]:
         with pytest.raises(ValueError, match=message):
             mnn.VAE(D, **kwargs)
+
+
+def test_losses_need_matching_shapes_and_finite_targets():
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"loc must have the shape of x, \(4, 3\), got \(3,\)"):
+        mnn.gaussian_log_likelihood(x, torch.zeros(3, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="logits must have the shape of x"):
+        mnn.bernoulli_log_likelihood(x, torch.zeros(4, 1, dtype=torch.float64))
+    x[1, 2] = math.inf
+    with pytest.raises(ValueError, match=r"x must be finite, got inf at index \(1, 2\)"):
+        mnn.gaussian_log_likelihood(x, torch.zeros_like(x), torch.ones_like(x))
+
+
+def test_integer_data_promoted_to_the_model_dtype():
+    counts = torch.randint(0, 17, (40, D), generator=_gen(8))  # grey levels, as integers
+    runs = [mnn.fit_vae(_vae(seed=3, dtype=torch.float32), data, epochs=2, batch_size=20, generator=_gen(9))
+            for data in (counts, counts.float())]
+    assert runs[0].elbo == runs[1].elbo and all(map(math.isfinite, runs[0].elbo))
+    binary = (counts > 8).numpy()  # a boolean numpy array for a Bernoulli decoder
+    history = mnn.fit_vae(_vae(likelihood="bernoulli"), binary, epochs=1, batch_size=20, generator=_gen(0))
+    assert len(history.elbo) == 2 and math.isnan(history.min_variance[0])
