@@ -557,10 +557,13 @@ def gaussian_log_likelihood(x: Tensor, loc: Tensor, variance: Tensor) -> Tensor:
 
     .. math:: \log p(x) = -\tfrac12 \sum_j \Big(\log(2\pi v_j) + \frac{(x_j - \mu_j)^2}{v_j}\Big).
 
-    Takes the *variance* :math:`v` and deliberately does not validate it: a non-positive
-    variance gives NaN or :math:`+\infty` here, which is the failure chapter 12 diagnoses
-    (training functions stop at the first non-finite loss). Note that the value grows
-    without bound as :math:`v_j \to 0` at :math:`x_j = \mu_j`.
+    Takes the *variance* :math:`v` and deliberately does not validate it: a variance
+    :math:`\le 0` gives NaN here, which is the failure chapter 12 diagnoses (training
+    functions stop at the first non-finite loss). The value also grows without bound as
+    :math:`v_j \to 0` at :math:`x_j = \mu_j` (Mattei & Frellsen 2018): only a floor on
+    the variance bounds it.
+
+    Shapes: ``x``, ``loc`` and ``variance`` all ``(..., d)``; out ``(...)``.
     """
     _check_target(x, loc=loc, variance=variance)
     return -0.5 * (_LOG_2PI + variance.log() + (x - loc).square() / variance).sum(-1)
@@ -573,6 +576,8 @@ def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
 
     computed stably by ``binary_cross_entropy_with_logits``; ``x`` in :math:`[0, 1]`
     (grey levels are used as the "probability of ink", as is common for images).
+
+    Shapes: ``x`` and ``logits`` both ``(..., d)``; out ``(...)``.
     """
     _check_target(x, logits=logits)
     return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
