@@ -507,3 +507,413 @@ def fit(
     bar.close()
     model.load_state_dict(best_state)
     return history
+
+
+# ----------------------------------------------------------------------------- debugging (chapter 12)
+#
+# Appended as a block so that it stays independent of the forecaster above: a monitor of
+# per-layer gradient norms, an error for non-finite losses, and a variational autoencoder
+# whose decoder variance can be parameterised wrongly on purpose.
+
+__all__ += [
+    "NonFiniteLossError",
+    "check_finite_loss",
+    "GradientMonitor",
+    "kl_normal_standard",
+    "gaussian_log_likelihood",
+    "bernoulli_log_likelihood",
+    "ELBOTerms",
+    "VAE",
+    "VAEHistory",
+    "fit_vae",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training met a loss that is NaN or infinite.
+
+    Attributes:
+        step: index of the optimisation step whose loss was not finite.
+        value: the loss at that step (``nan``, ``inf`` or ``-inf``).
+        history: what the training function had recorded before the failure (or ``None``).
+    """
+
+    def __init__(self, message: str, step: int, value: float, history=None):
+        super().__init__(message)
+        self.step = step
+        self.value = value
+        self.history = history
+
+
+def check_finite_loss(loss: Tensor, step: int, history=None) -> None:
+    """Raise :class:`NonFiniteLossError` if ``loss`` has a NaN or infinite entry.
+
+    Call it before ``backward()``: a single NaN step writes NaN into every weight, and
+    everything after it is noise.
+    """
+    flat = loss.detach().reshape(-1)
+    bad = ~torch.isfinite(flat)
+    if bool(bad.any()):
+        value = float(flat[bad][0])
+        raise NonFiniteLossError(
+            f"loss must be finite, got {value} at step {step}; training stopped there", step, value, history
+        )
+
+
+class GradientMonitor:
+    r"""Record the gradient norm of every layer of a module, once per backward pass.
+
+    One hook (``torch.autograd.graph.register_multi_grad_hook``) watches all parameters
+    of ``module``; when a backward pass has computed their gradients it stores, for each
+    group :math:`g` of parameters,
+
+    .. math:: \|\nabla_g L\|_2 = \Big(\sum_{p \in g} \sum_i (\partial L / \partial p_i)^2\Big)^{1/2},
+
+    and the norm over all parameters. These are the gradients of that backward pass
+    alone (what ``.grad`` holds after ``zero_grad()`` and one ``backward()``). Norms are
+    computed in float64, so that float32 gradients overflow here only when their norm
+    exceeds float64's range; an ``inf`` or ``nan`` gradient is recorded as such.
+
+    Args:
+        module: the network to watch.
+        by: ``"layer"`` groups parameters by the submodule that owns them (``"0"``,
+            ``"2"`` in an ``nn.Sequential``; ``"encoder.0"`` in nested modules);
+            ``"parameter"`` keeps every parameter tensor on its own (``"0.weight"``).
+
+    Use it as a context manager, or call :meth:`remove` when done::
+
+        with GradientMonitor(model) as monitor:
+            ...  # training loop
+        monitor.norms()  # (steps, groups) array; monitor.names labels the columns
+    """
+
+    def __init__(self, module: nn.Module, by: str = "layer"):
+        if by not in ("layer", "parameter"):
+            raise ValueError(f"by must be 'layer' or 'parameter', got {by!r}")
+        named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("module must have at least one parameter that requires grad")
+        keys = [name.rpartition(".")[0] or name if by == "layer" else name for name, _ in named]
+        self.names: list[str] = list(dict.fromkeys(keys))
+        self._group = [self.names.index(key) for key in keys]
+        self._rows: list[list[float]] = []
+        self._totals: list[float] = []
+        self._handle = torch.autograd.graph.register_multi_grad_hook([p for _, p in named], self._record)
+
+    def _record(self, grads) -> None:
+        # Float64 norms combined by hypot: no square of a large entry or norm overflows.
+        parts: list[list[float]] = [[] for _ in self.names]
+        for group, grad in zip(self._group, grads):
+            if grad is not None:
+                parts[group].append(float(torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)))
+        row = [math.hypot(*norms) if norms else math.nan for norms in parts]
+        self._rows.append(row)
+        self._totals.append(math.hypot(*(norm for norms in parts for norm in norms)))
+
+    def norms(self) -> np.ndarray:
+        """``(steps, groups)`` gradient norms; ``nan`` where a group got no gradient."""
+        return np.array(self._rows, dtype=float).reshape(len(self._rows), len(self.names))
+
+    def total_norms(self) -> np.ndarray:
+        """``(steps,)`` norm of the gradient over all parameters."""
+        return np.array(self._totals, dtype=float)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def remove(self) -> None:
+        """Detach the hook; the recorded norms stay."""
+        self._handle.remove()
+
+    def __enter__(self) -> GradientMonitor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _check_finite(name: str, X: Tensor) -> None:
+    bad = ~torch.isfinite(X)
+    if bool(bad.any()):
+        raise ValueError(f"{name} must be finite, got {X[bad][0].item()} at index {tuple(bad.nonzero()[0].tolist())}")
+
+
+def _check_target(x: Tensor, **params: Tensor) -> None:
+    """Losses take parameters of exactly the target's shape, and a finite target."""
+    for name, value in params.items():
+        if value.shape != x.shape:
+            raise ValueError(f"{name} must have the shape of x, {tuple(x.shape)}, got {tuple(value.shape)}")
+    _check_finite("x", x)
+
+
+def kl_normal_standard(loc: Tensor, log_variance: Tensor) -> Tensor:
+    r"""KL divergence from :math:`\mathcal N(\mu, \operatorname{diag}\sigma^2)` to :math:`\mathcal N(0, I)`.
+
+    .. math:: \mathrm{KL} = \tfrac12 \sum_j \big(\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2\big),
+
+    summed over the last dimension (Kingma & Welling 2014, appendix B).
+    Shapes: ``(..., d)`` in, ``(...)`` out.
+    """
+    return 0.5 * (log_variance.exp() + loc.square() - 1.0 - log_variance).sum(-1)
+
+
+def gaussian_log_likelihood(x: Tensor, loc: Tensor, variance: Tensor) -> Tensor:
+    r"""Log-density of ``x`` under independent normals, summed over the last dimension.
+
+    .. math:: \log p(x) = -\tfrac12 \sum_j \Big(\log(2\pi v_j) + \frac{(x_j - \mu_j)^2}{v_j}\Big).
+
+    Takes the *variance* :math:`v` and deliberately does not validate it: a variance
+    :math:`\le 0` gives NaN here, which is the failure chapter 12 diagnoses (training
+    functions stop at the first non-finite loss). The value also grows without bound as
+    :math:`v_j \to 0` at :math:`x_j = \mu_j` (Mattei & Frellsen 2018): only a floor on
+    the variance bounds it.
+
+    Shapes: ``x``, ``loc`` and ``variance`` all ``(..., d)``; out ``(...)``.
+    """
+    _check_target(x, loc=loc, variance=variance)
+    return -0.5 * (_LOG_2PI + variance.log() + (x - loc).square() / variance).sum(-1)
+
+
+def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
+    r"""Bernoulli log-likelihood from logits, summed over the last dimension.
+
+    .. math:: \log p(x) = \sum_j \big(x_j \ell_j - \log(1 + e^{\ell_j})\big),
+
+    computed stably by ``binary_cross_entropy_with_logits``; ``x`` in :math:`[0, 1]`
+    (grey levels are used as the "probability of ink", as is common for images).
+
+    Shapes: ``x`` and ``logits`` both ``(..., d)``; out ``(...)``.
+    """
+    _check_target(x, logits=logits)
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+@dataclass(frozen=True)
+class ELBOTerms:
+    r"""The per-example terms of the evidence lower bound.
+
+    Attributes:
+        log_likelihood: ``(n,)`` one-draw estimate of :math:`\E_{q(z|x)} \log p(x \mid z)`.
+        kl: ``(n,)`` :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))` in closed form.
+        variance: ``(n, d)`` the decoder's variances (``None`` for a Bernoulli decoder).
+    """
+
+    log_likelihood: Tensor
+    kl: Tensor
+    variance: Tensor | None
+
+    @property
+    def elbo(self) -> Tensor:
+        """``(n,)`` the ELBO, log-likelihood minus KL (a lower bound on :math:`\\log p(x)`)."""
+        return self.log_likelihood - self.kl
+
+
+_VARIANCES = ("unconstrained", "exp", "softplus")
+
+
+class VAE(nn.Module):
+    r"""A variational autoencoder (Kingma & Welling 2014) for flat inputs.
+
+    Encoder: :math:`x \mapsto (\mu, \log\sigma^2)` of :math:`q(z \mid x) = \mathcal N(\mu, \operatorname{diag}\sigma^2)`
+    through one hidden tanh layer; prior :math:`p(z) = \mathcal N(0, I)`; decoder: :math:`z \mapsto`
+    one hidden tanh layer :math:`\mapsto` the law of :math:`x`:
+
+    - ``likelihood="bernoulli"``: logits :math:`\ell(z)`;
+    - ``likelihood="gaussian"``: a mean :math:`\mu(z)` and a variance per feature from a
+      linear output :math:`a(z)` through the ``variance`` parameterisation:
+
+      - ``"unconstrained"``: :math:`v = a` (wrong on purpose: nothing keeps it positive);
+      - ``"exp"``: :math:`v = e^{a}` (positive, but free to collapse to zero);
+      - ``"softplus"``: :math:`v = \log(1 + e^{a}) + v_{\min}` (positive, floored).
+
+    The ELBO :math:`\E_q \log p(x \mid z) - \mathrm{KL}(q \,\|\, p)` is estimated with one
+    reparameterised draw :math:`z = \mu + \sigma \varepsilon` (Rezende et al. 2014).
+
+    Args:
+        n_features: size :math:`d` of an input.
+        n_latent: size of :math:`z`.
+        hidden: width of the hidden layers.
+        likelihood: ``"gaussian"`` or ``"bernoulli"``.
+        variance: the variance parameterisation (Gaussian only).
+        min_variance: the floor :math:`v_{\min} > 0` of ``"softplus"``.
+        init_variance: every parameterisation starts at this variance (the variance
+            head's bias is set so), so that they differ only in what training can do.
+
+    Shapes: inputs ``(n, n_features)``; latents ``(n, n_latent)``.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_latent: int = 2,
+        hidden: int = 64,
+        *,
+        likelihood: str = "gaussian",
+        variance: str = "softplus",
+        min_variance: float = 1e-3,
+        init_variance: float = 1.0,
+    ):
+        super().__init__()
+        if likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}")
+        if variance not in _VARIANCES:
+            raise ValueError(f"variance must be one of {_VARIANCES}, got {variance!r}")
+        if not (math.isfinite(min_variance) and min_variance > 0):
+            raise ValueError(f"min_variance must be finite and > 0, got {min_variance!r}")
+        if not (math.isfinite(init_variance) and init_variance > (min_variance if variance == "softplus" else 0)):
+            raise ValueError(f"init_variance must be finite and above the variance floor, got {init_variance!r}")
+        self.likelihood, self.variance_kind = likelihood, variance
+        self.min_variance = float(min_variance)
+        self.encoder = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 2 * n_latent))
+        self.decoder = nn.Sequential(nn.Linear(n_latent, hidden), nn.Tanh())
+        self.loc_head = nn.Linear(hidden, n_features)
+        self.variance_head = nn.Linear(hidden, n_features) if likelihood == "gaussian" else None
+        if self.variance_head is not None:
+            # Zero weights: every example starts at exactly ``init_variance``.
+            with torch.no_grad():
+                self.variance_head.weight.zero_()
+                self.variance_head.bias.fill_(self._raw_for(init_variance))
+
+    def _raw_for(self, variance: float) -> float:
+        """The raw output that the parameterisation maps to ``variance``."""
+        if self.variance_kind == "unconstrained":
+            return variance
+        if self.variance_kind == "exp":
+            return math.log(variance)
+        excess = variance - self.min_variance
+        return excess + math.log(-math.expm1(-excess))  # softplus^{-1}
+
+    def encode(self, x: Tensor) -> Normal:
+        """:math:`q(z \\mid x)`, batch shape ``(n, n_latent)``."""
+        loc, log_variance = self.encoder(x).chunk(2, dim=-1)
+        return Normal(loc, (0.5 * log_variance).exp(), validate_args=False)
+
+    def decoder_variance(self, hidden: Tensor) -> Tensor:
+        """The decoder's variances from its hidden layer, by the chosen parameterisation."""
+        raw = self.variance_head(hidden)
+        if self.variance_kind == "unconstrained":
+            return raw
+        if self.variance_kind == "exp":
+            return raw.exp()
+        return F.softplus(raw) + self.min_variance
+
+    def decode(self, z: Tensor) -> Distribution:
+        """:math:`p(x \\mid z)`: a ``Normal`` (mean and standard deviation) or a ``Bernoulli``."""
+        hidden = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            return torch.distributions.Bernoulli(logits=self.loc_head(hidden), validate_args=False)
+        return Normal(self.loc_head(hidden), self.decoder_variance(hidden).sqrt(), validate_args=False)
+
+    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> ELBOTerms:
+        """The ELBO's terms for a batch, one reparameterised draw per example."""
+        loc, log_variance = self.encoder(x).chunk(2, dim=-1)
+        eps = torch.randn(loc.shape, generator=generator, dtype=loc.dtype, device=loc.device)
+        z = loc + (0.5 * log_variance).exp() * eps
+        hidden = self.decoder(z)
+        if self.likelihood == "bernoulli":
+            return ELBOTerms(bernoulli_log_likelihood(x, self.loc_head(hidden)), kl_normal_standard(loc, log_variance), None)
+        variance = self.decoder_variance(hidden)
+        log_likelihood = gaussian_log_likelihood(x, self.loc_head(hidden), variance)
+        return ELBOTerms(log_likelihood, kl_normal_standard(loc, log_variance), variance)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The mean reconstruction :math:`\\E[x \\mid z = \\mu(x)]` (the encoder's mean)."""
+        return self.decode(self.encode(x).loc).mean
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Means of :math:`p(x \\mid z)` for ``n`` draws of :math:`z` from the prior."""
+        dtype = self.loc_head.weight.dtype
+        z = torch.randn(n, self.decoder[0].in_features, generator=generator, dtype=dtype)
+        return self.decode(z).mean
+
+
+@dataclass
+class VAEHistory:
+    """What :func:`fit_vae` recorded.
+
+    Per optimisation step (mean over the batch): ``elbo``, ``log_likelihood``, ``kl``,
+    and ``min_variance`` (the smallest decoder variance in the batch; ``nan`` for a
+    Bernoulli decoder). Per epoch: ``val_elbo``, the mean ELBO on the validation data
+    (empty when none was given).
+    """
+
+    elbo: list[float] = field(default_factory=list)
+    log_likelihood: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    min_variance: list[float] = field(default_factory=list)
+    val_elbo: list[float] = field(default_factory=list)
+
+
+def _as_data(name: str, X, model: VAE) -> Tensor:
+    """``X`` as a finite ``(n, n_features)`` tensor in the model's dtype (integers promoted)."""
+    X = torch.as_tensor(X).to(model.loc_head.weight.dtype)
+    n_features = model.loc_head.out_features
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (n, {n_features}), got {tuple(X.shape)}")
+    _check_finite(name, X)
+    return X
+
+
+def fit_vae(
+    model: VAE,
+    X: Tensor,
+    *,
+    epochs: int = 50,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    X_val: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool | None = None,
+) -> VAEHistory:
+    """Maximise the ELBO with Adam; stop at the first non-finite loss.
+
+    Args:
+        model: the :class:`VAE` (trained in place).
+        X: ``(n, n_features)`` training data (a tensor or array; converted to the
+            model's dtype); for a Bernoulli decoder in :math:`[0, 1]`.
+        epochs, lr, batch_size: passes over ``X``, Adam's step size, examples per step.
+        X_val: data on which the ELBO is measured after every epoch (optional).
+        generator: drives the shuffling and the reparameterisation noise; the same
+            generator state gives the same run.
+        progress: show a tqdm bar; ``None`` shows it only on an interactive terminal.
+
+    Returns:
+        The :class:`VAEHistory`.
+
+    Raises:
+        NonFiniteLossError: at the first step whose loss is NaN or infinite, before the
+            weights are touched by it; its ``history`` holds everything recorded until then.
+    """
+    X = _as_data("X", X, model)
+    if X_val is not None:
+        X_val = _as_data("X_val", X_val, model)
+    if model.likelihood == "bernoulli" and not bool(((X >= 0) & (X <= 1)).all()):
+        raise ValueError("X must lie in [0, 1] for a Bernoulli decoder")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError("epochs and batch_size must be positive integers")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = VAEHistory()
+    step = 0
+    for _ in tqdm(range(epochs), desc="epochs", disable=None if progress is None else not progress, leave=False):
+        model.train()
+        for batch in torch.randperm(X.shape[0], generator=generator).split(batch_size):
+            terms = model.elbo_terms(X[batch], generator)
+            loss = -terms.elbo.mean()
+            history.elbo.append(-loss.item())
+            history.log_likelihood.append(terms.log_likelihood.mean().item())
+            history.kl.append(terms.kl.mean().item())
+            history.min_variance.append(math.nan if terms.variance is None else terms.variance.min().item())
+            check_finite_loss(loss, step, history)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+        if X_val is not None:
+            model.eval()
+            with torch.no_grad():
+                history.val_elbo.append(float(model.elbo_terms(X_val, generator).elbo.mean()))
+    return history
