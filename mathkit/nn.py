@@ -15,6 +15,12 @@ last hidden state to a *head* that says what the forecast is:
 Scales are :math:`\operatorname{softplus}(\cdot) + \sigma_{\min}`, positive and bounded
 away from zero so that float32 training stays finite. :func:`make_windows` cuts series
 into training examples and :func:`fit` trains with early stopping on a validation set.
+
+For debugging training (chapter 12): :class:`GradientMonitor` records per-layer gradient
+norms through backward hooks; :class:`VAE` and :func:`fit_vae` train a variational
+autoencoder (Kingma & Welling 2014) whose Gaussian decoder variance can be left
+unconstrained, exponentiated, or a softplus with a floor. Every training loop stops at the
+first non-finite loss with a :class:`NonFiniteLossError` that names the step and the likely cause.
 """
 
 from __future__ import annotations
@@ -354,6 +360,39 @@ def make_windows(
     )
 
 
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """Training met a loss (or gradient) that is NaN or infinite.
+
+    A ``ValueError`` too: the usual cause is a bad input or setting, named in the message.
+
+    Attributes:
+        step: index of the optimisation step whose loss was not finite.
+        value: the loss at that step (``nan``, ``inf`` or ``-inf``).
+        history: what the training function had recorded before the failure (or ``None``).
+    """
+
+    def __init__(self, message: str, step: int, value: float, history=None):
+        super().__init__(message)
+        self.step = step
+        self.value = value
+        self.history = history
+
+
+def check_finite_loss(loss: Tensor, step: int, history=None) -> None:
+    """Raise :class:`NonFiniteLossError` if ``loss`` has a NaN or infinite entry.
+
+    Call it before ``backward()``: a single NaN step writes NaN into every weight, and
+    everything after it is noise.
+    """
+    flat = loss.detach().reshape(-1)
+    bad = ~torch.isfinite(flat)
+    if bool(bad.any()):
+        value = float(flat[bad][0])
+        raise NonFiniteLossError(
+            f"loss must be finite, got {value} at step {step}; training stopped there", step, value, history
+        )
+
+
 def _checked_windows(name: str, windows: Windows, dtype: torch.dtype) -> Windows:
     """``windows`` with finite floating inputs, targets and units in the model's ``dtype``, or a clear error."""
     if not isinstance(windows, Windows):
@@ -386,20 +425,20 @@ def _likely_cause(model: SequenceForecaster, windows: Windows, name: str, index:
 
 
 def _finite_loss(
-    model: SequenceForecaster, windows: Windows, name: str, index: Tensor, where: str, lr: float
+    model: SequenceForecaster, windows: Windows, name: str, index: Tensor, where: str, lr: float, step: int
 ) -> Tensor:
-    """The model's loss on ``windows``; a ValueError naming the likely cause if it is not finite."""
+    """The model's loss on ``windows``; a :class:`NonFiniteLossError` naming the likely cause if it is not finite."""
     try:
         loss = model.loss(windows)
     except ValueError as error:  # a loss refusing the model's own non-finite outputs
-        raise ValueError(
+        raise NonFiniteLossError(
             f"training stopped {where}: the loss could not be computed ({error}); likely cause: "
-            f"{_likely_cause(model, windows, name, index, lr)}"
+            f"{_likely_cause(model, windows, name, index, lr)}", step, float("nan")
         ) from error
     if not bool(torch.isfinite(loss)):
-        raise ValueError(
+        raise NonFiniteLossError(
             f"training stopped at the first non-finite loss ({loss.item()}) {where}; likely cause: "
-            f"{_likely_cause(model, windows, name, index, lr)}"
+            f"{_likely_cause(model, windows, name, index, lr)}", step, loss.item()
         )
     return loss
 
@@ -482,20 +521,20 @@ def fit(
             step += 1
             where = f"at epoch {epoch + 1}, step {step}"
             optimizer.zero_grad()
-            loss = _finite_loss(model, train[batch], "train", batch, where, lr)
+            loss = _finite_loss(model, train[batch], "train", batch, where, lr, step)
             loss.backward()
             norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             if not bool(torch.isfinite(norm)):
-                raise ValueError(
+                raise NonFiniteLossError(
                     f"training stopped at the first non-finite gradient {where} (the loss was {loss.item():.6g}); "
-                    f"likely cause: {_likely_cause(model, train[batch], 'train', batch, lr)}"
+                    f"likely cause: {_likely_cause(model, train[batch], 'train', batch, lr)}", step, loss.item()
                 )
             optimizer.step()
             total += loss.item() * batch.numel()
         model.eval()
         with torch.no_grad():
             where = f"on val after epoch {epoch + 1}"
-            val_loss = _finite_loss(model, val, "val", torch.arange(len(val)), where, lr).item()
+            val_loss = _finite_loss(model, val, "val", torch.arange(len(val)), where, lr, step).item()
         history.train_loss.append(total / len(train))
         history.val_loss.append(val_loss)
         bar.set_postfix(train=history.train_loss[-1], val=val_loss)
@@ -527,37 +566,6 @@ __all__ += [
     "VAEHistory",
     "fit_vae",
 ]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training met a loss that is NaN or infinite.
-
-    Attributes:
-        step: index of the optimisation step whose loss was not finite.
-        value: the loss at that step (``nan``, ``inf`` or ``-inf``).
-        history: what the training function had recorded before the failure (or ``None``).
-    """
-
-    def __init__(self, message: str, step: int, value: float, history=None):
-        super().__init__(message)
-        self.step = step
-        self.value = value
-        self.history = history
-
-
-def check_finite_loss(loss: Tensor, step: int, history=None) -> None:
-    """Raise :class:`NonFiniteLossError` if ``loss`` has a NaN or infinite entry.
-
-    Call it before ``backward()``: a single NaN step writes NaN into every weight, and
-    everything after it is noise.
-    """
-    flat = loss.detach().reshape(-1)
-    bad = ~torch.isfinite(flat)
-    if bool(bad.any()):
-        value = float(flat[bad][0])
-        raise NonFiniteLossError(
-            f"loss must be finite, got {value} at step {step}; training stopped there", step, value, history
-        )
 
 
 class GradientMonitor:
@@ -635,18 +643,12 @@ class GradientMonitor:
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def _check_finite(name: str, X: Tensor) -> None:
-    bad = ~torch.isfinite(X)
-    if bool(bad.any()):
-        raise ValueError(f"{name} must be finite, got {X[bad][0].item()} at index {tuple(bad.nonzero()[0].tolist())}")
-
-
 def _check_target(x: Tensor, **params: Tensor) -> None:
     """Losses take parameters of exactly the target's shape, and a finite target."""
     for name, value in params.items():
         if value.shape != x.shape:
             raise ValueError(f"{name} must have the shape of x, {tuple(x.shape)}, got {tuple(value.shape)}")
-    _check_finite("x", x)
+    check_finite("x", x)
 
 
 def kl_normal_standard(loc: Tensor, log_variance: Tensor) -> Tensor:
@@ -854,7 +856,7 @@ def _as_data(name: str, X, model: VAE) -> Tensor:
     n_features = model.loc_head.out_features
     if X.ndim != 2 or X.shape[1] != n_features:
         raise ValueError(f"{name} must have shape (n, {n_features}), got {tuple(X.shape)}")
-    _check_finite(name, X)
+    check_finite(name, X)
     return X
 
 
