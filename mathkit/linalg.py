@@ -99,9 +99,10 @@ def sq_distances(X, Y=None):
     Its rounding error is about :math:`(2d+3)\,u\,(\|x-c\|^2 + \|y-c\|^2)` for unit roundoff
     :math:`u`, so entries below :math:`2^{-10}` of that scale (near-duplicates, the diagonal
     when ``Y`` is ``None``, anything rounded below zero) are recomputed from coordinate
-    differences. Up to 3 coordinates every entry comes from differences, which is as fast there. Either way every entry is non-negative,
-    the diagonal of ``sq_distances(X)`` is exactly zero, and each entry is within about
-    :math:`(2d+3)\,2^{10}\,u` of the exact squared distance, relative to itself.
+    differences. Up to 3 coordinates every entry comes from differences, which is as fast
+    there. Either way every entry is non-negative, the diagonal of ``sq_distances(X)`` is
+    exactly zero, and each entry is within about :math:`(2d+3)\,2^{10}\,u` of the exact
+    squared distance, relative to itself.
 
     Computed in float64 (float32 and float16 inputs are promoted and the result rounded back
     once), one block of rows at a time, so the working memory beyond the result stays near
