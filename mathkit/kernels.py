@@ -12,7 +12,10 @@ Kernels combine with ``+`` and ``*``; the scale of each component is its ``varia
 from __future__ import annotations
 
 import math
+
 import torch
+
+from mathkit.linalg import sq_distances
 
 __all__ = ["Kernel", "RBF", "Matern", "Periodic", "Sum", "Product"]
 
@@ -27,12 +30,14 @@ def _positive(name: str, value: float) -> float:
 
 
 def _distance(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances, shape ``(n1, n2)``, from coordinate differences.
-
-    The expansion ``|a|^2 + |b|^2 - 2 a.b`` used by fast matrix-multiply routines
-    cancels catastrophically for nearby points; differences are exact to rounding.
-    """
-    return torch.cdist(X1, X2, compute_mode="donot_use_mm_for_euclid_dist")
+    """Euclidean distances, shape ``(n1, n2)``: square roots of :func:`mathkit.linalg.sq_distances`
+    (stable for nearby points and large offsets). When the inputs carry gradients, the square
+    root's infinite derivative at zero distance is replaced by zero (the limit along any path)."""
+    sq = sq_distances(X1, X2)
+    if not sq.requires_grad:
+        return sq.sqrt_()
+    positive = sq > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, sq, 1.0)), 0.0)
 
 
 class Kernel:

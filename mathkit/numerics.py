@@ -14,7 +14,9 @@ distribution function.
 - ``log_diff_exp(a, b)``: :math:`\log(e^{a} - e^{b})` for :math:`a \ge b`;
 - ``ndtri_exp(y)``: :math:`\Phi^{-1}(e^{y})`, the inverse of ``log_ndtr``;
 - ``log_normal_mass(a, b)``: :math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b`;
-- ``log_normal_pdf(x)``: :math:`\log\phi(x)`.
+- ``log_normal_pdf(x)``: :math:`\log\phi(x)`;
+- ``logsumexp(x, dim)``: :math:`\log\sum_i e^{x_i}`, with a zero (not NaN) gradient where every
+  term is ``-inf``.
 
 All functions accept tensors (or Python numbers, read as float64), broadcast
 their arguments, and return the broadcast shape in the input's floating dtype.
@@ -33,7 +35,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-__all__ = ["log_ndtr", "log1mexp", "log_diff_exp", "ndtri_exp", "log_normal_mass", "log_normal_pdf"]
+__all__ = ["log_ndtr", "log1mexp", "log_diff_exp", "ndtri_exp", "log_normal_mass", "log_normal_pdf",
+           "logsumexp"]
 
 _LOG_2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -525,3 +528,31 @@ def log_normal_mass(a: Tensorlike, b: Tensorlike) -> torch.Tensor:
     dtype, (a64, b64) = _as_float64(("a", "b"), a, b)
     _require(~(a64 > b64), "Expected parameters a, b of log_normal_mass to satisfy the constraint a <= b")
     return _log_normal_mass(a64, b64).to(dtype)
+
+
+def logsumexp(x: Tensorlike, dim: int | tuple[int, ...], keepdim: bool = False) -> torch.Tensor:
+    r""":math:`\log\sum_i e^{x_i}` over ``dim``, as ``torch.logsumexp``, with a zero gradient on
+    slices whose terms are all ``-inf``.
+
+    The value is :math:`m + \log\sum_i e^{x_i - m}` with :math:`m = \max_i x_i`, so no term
+    overflows and the largest one never underflows (Blanchard, Higham & Higham 2021); a slice of
+    ``-inf`` terms (an empty sum) gives ``-inf``. The gradient is the softmax
+    :math:`e^{x_i - \mathrm{LSE}(x)}`. On an all ``-inf`` slice torch evaluates it as
+    :math:`e^{-\infty + \infty} = \text{NaN}`, and a NaN gradient survives multiplication by
+    zero: a slice that a loss masks out (an empty set, a fully masked row) still turns every
+    upstream gradient into NaN. Here such a slice gets gradient 0, the softmax weight of a
+    ``-inf`` term in any slice with a finite one. A ``+inf`` term gives ``+inf`` (and a NaN
+    gradient, as in torch).
+
+    Args:
+        x: a tensor (or number); computed in float64, returned in ``x``'s floating dtype.
+        dim: the dimension or dimensions to reduce.
+        keepdim: keep the reduced dimensions with size 1.
+    """
+    dtype, (x64,) = _as_float64(("x",), x)
+    m = x64.detach().amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, 0.0)
+    total = torch.exp(x64 - m).sum(dim=dim, keepdim=True)
+    empty = total == 0
+    out = torch.where(empty, -math.inf, torch.log(torch.where(empty, 1.0, total)) + m)
+    return (out if keepdim else out.squeeze(dim)).to(dtype)

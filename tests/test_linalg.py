@@ -1,0 +1,213 @@
+"""mathkit.linalg.sq_distances against scipy's cdist and an extended-precision reference
+(differences in numpy's longdouble), on hostile inputs: near-duplicates, offsets of 1e8,
+float32, gradients at zero distance. (The solvers in mathkit.linalg are tested in test_gp.)"""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
+
+import mathkit.linalg
+from mathkit.kernels import RBF, Matern
+from mathkit.linalg import sq_distances
+
+U64 = np.finfo(np.float64).eps / 2
+U32 = np.finfo(np.float32).eps / 2
+# both code paths: differences up to 3 coordinates, the centred expansion above
+DIMS = [1, 3, 4, 9, 40]
+
+
+def exact(X, Y):
+    """Squared distances of the given (rounded) inputs, summed in extended precision."""
+    X, Y = np.asarray(X, np.longdouble), np.asarray(Y, np.longdouble)
+    return ((X[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+
+
+def rel_error(D, X, Y):
+    ref = exact(X, Y)
+    return np.abs(np.asarray(D, np.longdouble) - ref) / np.where(ref > 0, ref, 1)
+
+
+def documented_bound(d, u=U64):
+    """The docstring's promise: each entry within (2d + 3) 2^10 u of itself."""
+    return (2 * d + 3) * 2**10 * u
+
+
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_scipy_cdist_on_ordinary_data(d, seed):
+    rng = np.random.default_rng(seed)
+    X, Y = rng.standard_normal((70, d)), 3 * rng.standard_normal((50, d)) + 1
+    D = sq_distances(torch.tensor(X), torch.tensor(Y))
+    assert D.shape == (70, 50) and D.dtype == torch.float64
+    np.testing.assert_allclose(D.numpy(), cdist(X, Y, "sqeuclidean"), rtol=1e-13)
+    assert rel_error(D.numpy(), X, Y).max() <= documented_bound(d)
+
+
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("offset", [1e8, -3e5, 1e8 * np.array([1.0, -2.0] * 20)])
+def test_large_common_offset_costs_no_precision(d, offset):
+    """Points at 1e8 that differ by 1e-3: the plain expansion would have no correct digit."""
+    rng = np.random.default_rng(d)
+    base = offset if np.ndim(offset) == 0 else offset[:d]
+    X = base + rng.uniform(0, 1e-3, (60, d))
+    D = sq_distances(X)
+    err = rel_error(D, X, X)
+    assert err.max() <= documented_bound(d)
+    assert np.all(np.diag(D) == 0) and D.min() >= 0
+    # same rounded inputs through scipy's difference-based cdist
+    np.testing.assert_allclose(D, cdist(X, X, "sqeuclidean"), rtol=1e-12)
+
+
+@pytest.mark.parametrize("d", DIMS)
+@pytest.mark.parametrize("gap", [1e-4, 1e-8, 1e-12])
+def test_near_duplicates_keep_relative_accuracy(d, gap):
+    rng = np.random.default_rng(7)
+    X = 5.0 + rng.standard_normal((40, d))
+    Y = X + gap * rng.standard_normal((40, d))
+    D = sq_distances(X, Y)
+    err = rel_error(D, X, Y)
+    assert err.max() <= documented_bound(d)
+    # the pairs (i, i) are the near-duplicates; their distances are ~gap^2 * d, not 0 or negative
+    ref = exact(X, Y)
+    np.testing.assert_allclose(np.diag(D), np.diag(ref).astype(float), rtol=documented_bound(d))
+    assert np.all(np.diag(D) > 0)
+
+
+@pytest.mark.parametrize("d", DIMS)
+def test_float32_is_correct_to_float32_rounding(d):
+    rng = np.random.default_rng(3)
+    X = (1e4 + rng.standard_normal((50, d))).astype(np.float32)
+    Y = np.concatenate([X[:10] + np.float32(1e-2), rng.standard_normal((30, d)).astype(np.float32) + 1e4])
+    D = sq_distances(torch.from_numpy(X), torch.from_numpy(Y))
+    assert D.dtype == torch.float32
+    assert rel_error(D.numpy(), X, Y).max() <= 1.01 * U32  # one rounding of a nearly exact value
+    Dx = sq_distances(torch.from_numpy(X))
+    assert torch.all(Dx.diagonal() == 0) and Dx.min() >= 0
+
+
+@pytest.mark.parametrize("d", DIMS)
+def test_matrix_against_itself(d):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((45, d))
+    X[5] = X[17]  # an exact duplicate off the diagonal
+    D = sq_distances(torch.tensor(X))
+    assert torch.all(D.diagonal() == 0) and D[5, 17] == 0 and D[17, 5] == 0
+    np.testing.assert_allclose(D.numpy(), cdist(X, X, "sqeuclidean"), rtol=1e-13, atol=0)
+    np.testing.assert_allclose(D.numpy(), sq_distances(torch.tensor(X), torch.tensor(X)).numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("d", DIMS)
+def test_invariant_to_translation_rotation_and_permutation(d):
+    rng = np.random.default_rng(5)
+    X, Y = rng.standard_normal((30, d)), rng.standard_normal((20, d))
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    shift = 1e6 * rng.standard_normal(d)
+    perm_x, perm_y = rng.permutation(30), rng.permutation(20)
+    D = sq_distances(X, Y)
+    # moved inputs are rounded to ~u |shift| per coordinate: that moves each distance by about
+    # 2 sqrt(D) sqrt(d) 2u |shift|, and the rotation by a few u relative
+    moved = sq_distances(X @ Q.T + shift, Y @ Q.T + shift)
+    slack = 8 * np.sqrt(d) * U64 * np.abs(shift).max() * np.sqrt(D) + 1e-13 * D
+    assert np.all(np.abs(moved - D) <= slack)
+    # (the centre's and the product's rounding depend on the order, not the result beyond that)
+    np.testing.assert_allclose(sq_distances(X[perm_x], Y[perm_y]), D[perm_x][:, perm_y], rtol=1e-14)
+    np.testing.assert_allclose(sq_distances(Y, X), D.T, rtol=1e-14)
+
+
+@pytest.mark.parametrize("d", [2, 20])
+def test_blocks_and_recompute_chunks_give_the_same_matrix(monkeypatch, d):
+    """Force many row blocks and recomputation in many chunks (tiny block budget)."""
+    rng = np.random.default_rng(6)
+    X = 1e3 + rng.standard_normal((57, d)) * 1e-3
+    Y = np.concatenate([X[:20] + 1e-7, rng.standard_normal((13, d))])
+    full = sq_distances(X, Y)
+    monkeypatch.setattr(mathkit.linalg, "_BLOCK_ENTRIES", 64)
+    blocked = sq_distances(X, Y)
+    np.testing.assert_allclose(blocked, full, rtol=1e-14)
+    assert rel_error(blocked, X, Y).max() <= documented_bound(d)
+
+
+@pytest.mark.parametrize("d", [3, 12])
+def test_gradient_gradcheck_and_closed_form_with_duplicates(d):
+    g = torch.Generator().manual_seed(d)
+    X = torch.randn(6, d, dtype=torch.float64, generator=g)
+    Y = torch.cat([X[:2], torch.randn(3, d, dtype=torch.float64, generator=g)])  # zero distances
+    Xg, Yg = X.clone().requires_grad_(True), Y.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(sq_distances, (Xg, Yg))
+    assert torch.autograd.gradcheck(sq_distances, (Xg,))
+    W = torch.randn(6, 5, dtype=torch.float64, generator=g)
+    (sq_distances(Xg, Yg) * W).sum().backward()
+    # d/dx_i sum_j W_ij |x_i - y_j|^2 = 2 sum_j W_ij (x_i - y_j)
+    diff = X[:, None, :] - Y[None, :, :]
+    torch.testing.assert_close(Xg.grad, 2 * (W[..., None] * diff).sum(1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(Yg.grad, -2 * (W[..., None] * diff).sum(0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [3, 12])
+def test_gradients_finite_for_float32_and_large_offsets(d):
+    X = (1e6 + torch.rand(8, d)).requires_grad_(True)
+    D = sq_distances(X)
+    D.sum().backward()
+    assert D.dtype == torch.float32 and X.grad.dtype == torch.float32
+    assert torch.isfinite(X.grad).all()
+
+
+def test_numpy_in_numpy_out_and_integers_promoted():
+    X = np.arange(12).reshape(6, 2)
+    D = sq_distances(X)
+    assert isinstance(D, np.ndarray) and D.dtype == np.float64
+    np.testing.assert_array_equal(D, cdist(X, X, "sqeuclidean"))
+    assert sq_distances(torch.ones(3, 2, dtype=torch.int64)).dtype == torch.float64
+
+
+def test_empty_inputs():
+    assert sq_distances(torch.zeros(0, 3), torch.ones(4, 3)).shape == (0, 4)
+    assert sq_distances(torch.zeros(2, 0)).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.array([[0.0, 1.0], [np.nan, 2.0]]), r"X must be finite, got nan at row 1"),
+    (np.array([[0.0, np.inf]]), r"X must be finite, got inf at row 0"),
+    (np.zeros(3), r"X must have shape \(n, d\), got \(3,\)"),
+])
+def test_bad_input_names_the_argument(bad, match):
+    with pytest.raises(ValueError, match=match):
+        sq_distances(bad)
+
+
+def test_bad_second_argument_and_shape_mismatch():
+    with pytest.raises(ValueError, match=r"Y must be finite, got -inf at row 2"):
+        sq_distances(np.zeros((2, 2)), np.array([[0.0, 0.0], [1.0, 1.0], [-np.inf, 0.0]]))
+    with pytest.raises(ValueError, match="same number of columns, got 2 and 3"):
+        sq_distances(np.zeros((2, 2)), np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="X must be real"):
+        sq_distances(torch.zeros(2, 2, dtype=torch.complex128))
+
+
+@settings(max_examples=60, deadline=None)
+@given(d=st.integers(1, 16), n=st.integers(1, 12), m=st.integers(1, 12),
+       scale=st.floats(1e-6, 1e6), offset=st.floats(-1e9, 1e9), seed=st.integers(0, 2**31))
+def test_property_matches_extended_precision(d, n, m, scale, offset, seed):
+    rng = np.random.default_rng(seed)
+    X = offset + scale * rng.standard_normal((n, d))
+    near = min(n, m // 2)  # near-duplicates of rows of X
+    Y = np.concatenate([X[:near] + scale * 1e-6 * rng.standard_normal((near, d)),
+                        offset + scale * rng.standard_normal((m - near, d))])
+    D = sq_distances(X, Y)
+    assert D.min() >= 0
+    assert rel_error(D, X, Y).max() <= documented_bound(d)
+
+
+@pytest.mark.parametrize("kernel", [RBF(0.3, 2.0), Matern(0.5, 0.7), Matern(2.5, 1.5)])
+def test_kernels_ignore_a_large_common_offset(kernel):
+    """Through sq_distances the kernels depend on differences only, even 1e8 from the origin."""
+    rng = np.random.default_rng(8)
+    X = torch.tensor(rng.uniform(0, 2, (50, 12)))
+    shifted = X + 1e8
+    # inputs at 1e8 are themselves rounded to 1.5e-8, so compare with the rounded differences
+    expected = kernel(shifted - 1e8)
+    torch.testing.assert_close(kernel(shifted), expected, rtol=1e-12, atol=1e-15)
+    assert torch.all(kernel(shifted).diagonal() == kernel.variance)
