@@ -296,6 +296,16 @@ def _check_finite(name: str, values: np.ndarray) -> None:
         raise ValueError(f"{name} must be finite, got {'NaN' if np.isnan(value) else value} at index {where}")
 
 
+def _inverse_information(nll: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor) -> np.ndarray:
+    """Inverse of the observed information (Hessian of the negative log-likelihood) at ``theta``;
+    NaN where the Hessian is not positive definite (a parameter the data do not determine)."""
+    hessian = torch.autograd.functional.hessian(nll, theta)
+    factor, info = torch.linalg.cholesky_ex(hessian)
+    if int(info) != 0 or not bool(torch.isfinite(hessian).all()):
+        return np.full(hessian.shape, np.nan)
+    return torch.cholesky_inverse(factor).numpy()
+
+
 def _check_finite_y(y) -> None:
     # before scikit-learn's own check, whose message does not say where
     values = np.asarray(y)
@@ -337,6 +347,10 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         Intercepts of the linear parameters on the link scale.
     constants_ : dict[str, float]
         Fitted constant parameters on their own scale.
+    coef_se_, intercept_se_, constants_se_ : dict
+        Standard errors of the above from the inverse observed information (the Hessian of the
+        negative log-likelihood at the optimum; delta method for the constants), NaN where the
+        Hessian is singular. Valid for ``alpha=0`` and a correctly specified family.
     log_likelihood_ : float
         Training log-likelihood at the optimum (censored terms included).
     n_iter_ : int
@@ -420,19 +434,30 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
             warnings.warn(f"LikelihoodRegressor did not converge in max_iter={self.max_iter} iterations",
                           ConvergenceWarning, stacklevel=2)
         theta = torch.from_numpy(result.x)
+        with _no_validation():
+            covariance = _inverse_information(lambda t: n * objective(t), theta)
         self.family_ = family
         self._layout = layout
         self._theta = theta
         self.n_iter_ = int(result.nit)
         self.log_likelihood_ = float(-n * result.fun + 0.5 * self.alpha * float(layout.slopes(theta).square().sum()))
         self.coef_, self.intercept_, self.constants_ = {}, {}, {}
+        self.coef_se_, self.intercept_se_, self.constants_se_ = {}, {}, {}
         for key, spec in family.parameters.items():
-            part = theta[layout.slices[key]].numpy()
+            part, cov = theta[layout.slices[key]].numpy(), covariance[layout.slices[key], layout.slices[key]]
             if spec.kind == "linear":
-                self.coef_[key] = part[1:] / self._scale
-                self.intercept_[key] = float(part[0] - np.dot(part[1:], self._center / self._scale))
+                # back from standardised features: intercept = v0 - sum v_j c_j / s_j, coef_j = v_j / s_j
+                A = np.diag(np.concatenate([[1.0], 1.0 / self._scale]))
+                A[0, 1:] = -self._center / self._scale
+                value, se = A @ part, np.sqrt(np.diag(A @ cov @ A.T))
+                self.intercept_[key], self.coef_[key] = float(value[0]), value[1:]
+                self.intercept_se_[key], self.coef_se_[key] = float(se[0]), se[1:]
             elif spec.kind == "constant":
-                self.constants_[key] = float(spec.transform(torch.tensor(part[0])))
+                u = torch.tensor(part[0], requires_grad=True)
+                natural = spec.transform(u)
+                (slope,) = torch.autograd.grad(natural, u)  # delta method onto the parameter's own scale
+                self.constants_[key] = float(natural.detach())
+                self.constants_se_[key] = float(abs(slope) * np.sqrt(cov[0, 0]))
         return self
 
     def _design(self, X: np.ndarray) -> torch.Tensor:
