@@ -340,21 +340,18 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    family_ : Family
-    coef_ : dict[str, ndarray of shape (n_features_in_,)]
-        Slopes of each linear parameter on the unconstrained (link) scale.
-    intercept_ : dict[str, float]
-        Intercepts of the linear parameters on the link scale.
-    constants_ : dict[str, float]
-        Fitted constant parameters on their own scale.
-    coef_se_, intercept_se_, constants_se_ : dict
-        Standard errors of the above from the inverse observed information (the Hessian of the
-        negative log-likelihood at the optimum; delta method for the constants), NaN where the
-        Hessian is singular. Valid for ``alpha=0`` and a correctly specified family.
-    log_likelihood_ : float
-        Training log-likelihood at the optimum (censored terms included).
-    n_iter_ : int
-    n_features_in_ : int
+    family_ : Family, the family fitted (``family`` resolved).
+    coef_ : dict of str to ndarray of shape ``(n_features_in_,)``, the slopes of each linear
+        parameter on the unconstrained (link) scale.
+    intercept_ : dict of str to float, the intercepts of the linear parameters on the link scale.
+    constants_ : dict of str to float, the fitted constant parameters on their own scale.
+    coef_se_, intercept_se_, constants_se_ : dict, standard errors of the above from the inverse
+        observed information (the Hessian of the negative log-likelihood at the optimum; delta
+        method for the constants), NaN where the Hessian is singular. Valid for ``alpha=0`` and a
+        correctly specified family.
+    log_likelihood_ : float, the training log-likelihood at the optimum (censored terms included).
+    n_iter_ : int, the number of L-BFGS-B iterations.
+    n_features_in_ : int, the number of features seen in ``fit``.
     """
 
     def __init__(self, family: str | Family = "normal", alpha: float = 0.0, max_iter: int = 1000,

@@ -22,6 +22,15 @@ from mathkit.regression import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # these fits are small: a second torch thread only spins (several times slower on a loaded machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def linear_data(seed, n=400, scale=0.7):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3)) * [1.0, 10.0, 0.01] + [0.0, 5.0, 3.0]  # mixed units and offsets
