@@ -19,7 +19,9 @@ __version__ = "0.1.0"
 
 __all__ = ["__version__", "device"]
 
-_SUBMODULES = ("numerics", "distributions", "losses", "gp", "regression", "epi", "data", "nn", "plotting")
+_SUBMODULES = (
+    "numerics", "distributions", "losses", "gp", "kernels", "linalg", "regression", "epi", "data", "nn", "plotting",
+)
 
 
 def device() -> torch.device:
