@@ -1,12 +1,14 @@
 r"""Gaussian-process regression from an exact Cholesky solve to a million points.
 
-:class:`GPRegressor` fits a zero-mean GP with Gaussian noise by maximising the log
-marginal likelihood (Rasmussen & Williams 2006, eq. 2.30)
+:class:`GPRegressor` fits a GP with constant mean :math:`\bar y` (or zero) and Gaussian noise
+by maximising the log marginal likelihood (Rasmussen & Williams 2006, eq. 2.30)
 
-.. math:: \log p(y \mid X, \theta) = -\tfrac12 y^\top \hat K^{-1} y - \tfrac12 \log|\hat K|
-          - \tfrac n2 \log 2\pi, \qquad \hat K = K_\theta(X, X) + \sigma^2 I,
+.. math:: \log p(y \mid X, \theta) = -\tfrac12 r^\top \hat K^{-1} r - \tfrac12 \log|\hat K|
+          - \tfrac n2 \log 2\pi, \qquad \hat K = K_\theta(X, X) + \sigma^2 I,\quad
+          r = y - \bar y,
 
-with one of three ways to handle :math:`\hat K`:
+computed on standardised data so that no choice of units can stall the fit, with one of
+three ways to handle :math:`\hat K`:
 
 - ``"cholesky"``: exact, :math:`O(n^3)` time and :math:`O(n^2)` memory.
 - ``"cg"``: BBMM (Gardner et al. 2018): batched preconditioned conjugate gradients,

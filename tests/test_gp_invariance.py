@@ -53,26 +53,25 @@ def unit_fits():
     return X, y, {m: GPRegressor(method=m).fit(X, y).predict(XS, return_std=True) for m in ("cholesky", "cg")}
 
 
+def _check_transformed_fit(method, unit_fits, a, b, c, d):
+    X, y, fits = unit_fits
+    b, d = _offset(b, a, 10.0), _offset(d, c, float(np.ptp(y)))
+    mean, sd = GPRegressor(method=method).fit(a * X + b, c * y + d).predict(a * XS + b, return_std=True)
+    ref_mean, ref_sd = fits[method]
+    _close((mean - d) / c, ref_mean, np.std(y), 1e-6)
+    _close(sd / abs(c), ref_sd, ref_sd.max(), 1e-6)
+
+
 @settings(max_examples=30, deadline=None)
 @given(a=scales, b=offsets, c=scales, d=offsets)
 def test_exact_fit_predictions_transform_with_the_data(unit_fits, a, b, c, d):
-    X, y, fits = unit_fits
-    b, d = _offset(b, a, 10.0), _offset(d, c, float(np.ptp(y)))
-    mean, sd = GPRegressor(method="cholesky").fit(a * X + b, c * y + d).predict(a * XS + b, return_std=True)
-    ref_mean, ref_sd = fits["cholesky"]
-    _close((mean - d) / c, ref_mean, np.std(y), 1e-6)
-    _close(sd / abs(c), ref_sd, ref_sd.max(), 1e-6)
+    _check_transformed_fit("cholesky", unit_fits, a, b, c, d)
 
 
 @settings(max_examples=6, deadline=None)
 @given(a=scales, b=offsets, c=scales, d=offsets)
 def test_cg_fit_predictions_transform_with_the_data(unit_fits, a, b, c, d):
-    X, y, fits = unit_fits
-    b, d = _offset(b, a, 10.0), _offset(d, c, float(np.ptp(y)))
-    mean, sd = GPRegressor(method="cg").fit(a * X + b, c * y + d).predict(a * XS + b, return_std=True)
-    ref_mean, ref_sd = fits["cg"]
-    _close((mean - d) / c, ref_mean, np.std(y), 1e-6)
-    _close(sd / abs(c), ref_sd, ref_sd.max(), 1e-6)
+    _check_transformed_fit("cg", unit_fits, a, b, c, d)
 
 
 def test_hostile_units_sweep_exact():
