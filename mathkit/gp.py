@@ -160,6 +160,8 @@ class GPRegressor:
                 raise ValueError(f"method='ski' supports 1-D and 2-D inputs, got X with {d} columns")
             if not kernel.stationary:
                 raise ValueError("method='ski' needs a stationary kernel")
+            if bool((X.amax(0) == X.amin(0)).any()):
+                raise ValueError("method='ski' needs X to vary along every column (it lays a grid over its range)")
             return "ski"
         if self.method != "auto":
             return self.method
@@ -257,7 +259,13 @@ class GPRegressor:
             theta = _quasi_newton(backend.value_and_grad, theta, hessian, self.refine_steps,
                                   value=backend.value if exact else None, flat=flat,
                                   tol=1e-4 if backend.deterministic else 1e-2)
-        return backend.rescale(theta)
+        theta = backend.rescale(theta)
+        if backend.profiling and backend.deterministic and _at_bound(theta):
+            # the profiled scale is unbounded: it carried a variance or the noise past its bound
+            # (noiseless data), so finish on the plain likelihood inside the bounds
+            backend.profile = False
+            theta = _lbfgs(backend.value_and_grad, theta)
+        return theta
 
     # ----------------------------------------------------------------- predict
     def predict(self, X, return_std: bool = False):
@@ -383,6 +391,11 @@ def _best_start(backend: "ExactBackend", theta: torch.Tensor) -> torch.Tensor:
         if value < best_value:
             best, best_value = c, value
     return best
+
+
+def _at_bound(theta: torch.Tensor) -> bool:
+    low, high = _LOG_BOUNDS
+    return bool(((theta <= low + 1e-9) | (theta >= high - 1e-9)).any())
 
 
 def _lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> torch.Tensor:

@@ -276,6 +276,7 @@ def test_torch_in_torch_out_and_numpy_in_numpy_out():
     ({}, np.array([[0.0], [np.nan], [1.0]]), np.zeros(3), "NaN"),
     ({}, np.zeros((3, 1)), np.array([0.0, np.inf, 1.0]), "NaN or infinite"),
     ({"method": "ski"}, np.random.default_rng(0).random((20, 3)), np.zeros(20), "1-D and 2-D"),
+    ({"method": "ski"}, np.ones((1, 1)), np.zeros(1), "vary along every column"),
     ({"noise": 0.0}, np.zeros((3, 1)), np.zeros(3), "positive"),
     ({"noise": -1.0}, np.zeros((3, 1)), np.zeros(3), "positive"),
     ({"method": "qr"}, np.zeros((3, 1)), np.zeros(3), "method"),

@@ -137,6 +137,20 @@ def test_fit_in_hostile_units_reaches_sklearn_optimum_on_friendly_data(seed, a, 
     assert gp.noise_ == pytest.approx(s2 * ref.kernel_.k2.noise_level, rel=2e-2)
 
 
+@pytest.mark.parametrize("a, c", [(1.0, 1.0), (1e6, 1e-3)])
+def test_noiseless_data_reach_sklearn_optimum_with_the_noise_at_its_bound(a, c):
+    """Noise-free data put the noise on its lower bound (1e-5 of y's variance): the fit must
+    still be the bounded optimum, not a profiled scale pushed past the bound."""
+    X = np.random.default_rng(3).uniform(0, 10, (80, 1))
+    y = np.sin(X[:, 0])
+    ref = GaussianProcessRegressor(sk.ConstantKernel() * sk.RBF() + sk.WhiteKernel(0.1), normalize_y=True,
+                                   random_state=0).fit(X, y)
+    gp = GPRegressor(method="cholesky").fit(a * X, c * y)
+    jacobian = 0.5 * len(y) * math.log(float(np.var(y)) * c * c)
+    assert gp.log_marginal_likelihood() >= ref.log_marginal_likelihood_value_ - jacobian - 1e-3
+    assert gp.noise_ == pytest.approx(1e-5 * float(np.var(y)) * c * c, rel=1e-6)
+
+
 # ------------------------------------------------------------------- refit consistency
 @pytest.mark.parametrize("method", ["cholesky", "cg", "ski"])
 @pytest.mark.parametrize("a, b, c, d", [(1.0, 0.0, 1.0, 0.0), (3600.0, 1.7e9, 1e3, 1e4), (1e-7, 0.0, 1e-6, 0.0)])
