@@ -1,12 +1,14 @@
 r"""Gaussian-process regression from an exact Cholesky solve to a million points.
 
-:class:`GPRegressor` fits a zero-mean GP with Gaussian noise by maximising the log
-marginal likelihood (Rasmussen & Williams 2006, eq. 2.30)
+:class:`GPRegressor` fits a GP with constant mean :math:`\bar y` (or zero) and Gaussian noise
+by maximising the log marginal likelihood (Rasmussen & Williams 2006, eq. 2.30)
 
-.. math:: \log p(y \mid X, \theta) = -\tfrac12 y^\top \hat K^{-1} y - \tfrac12 \log|\hat K|
-          - \tfrac n2 \log 2\pi, \qquad \hat K = K_\theta(X, X) + \sigma^2 I,
+.. math:: \log p(y \mid X, \theta) = -\tfrac12 r^\top \hat K^{-1} r - \tfrac12 \log|\hat K|
+          - \tfrac n2 \log 2\pi, \qquad \hat K = K_\theta(X, X) + \sigma^2 I,\quad
+          r = y - \bar y,
 
-with one of three ways to handle :math:`\hat K`:
+computed on standardised data so that no choice of units can stall the fit, with one of
+three ways to handle :math:`\hat K`:
 
 - ``"cholesky"``: exact, :math:`O(n^3)` time and :math:`O(n^2)` memory.
 - ``"cg"``: BBMM (Gardner et al. 2018): batched preconditioned conjugate gradients,
@@ -48,6 +50,12 @@ AUTO_EXACT_MAX = 3000
 #: ... and SKI (for 1-D/2-D inputs with a stationary kernel) from this many points on.
 AUTO_SKI_MIN = 20000
 _LOG_BOUNDS = (math.log(1e-5), math.log(1e5))
+#: starting points are compared on at most this many points
+_SCAN_POINTS = 500
+#: candidate lengthscales (geometric mean of the kernel's length parameters), in units of X's spread
+_SCAN_LENGTHS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+#: candidate noise variances, as fractions of the kernel's variance
+_SCAN_NOISES = (0.01, 0.1, 0.5)
 #: rows per block in elementwise passes over an n x n kernel matrix
 _ROW_BLOCK = 256
 
@@ -58,17 +66,23 @@ class GPRegressor:
     Parameters
     ----------
     kernel : Kernel, optional
-        Prior covariance (its hyperparameters are the starting point of the fit).
-        Default ``RBF()``.
+        Prior covariance; its hyperparameters, in the units of X and y, are the starting point
+        of the fit. Default ``None``: an ``RBF`` starting from the data's own scales
+        (lengthscale :math:`s_x`, variance :math:`s_y^2`, see Units below).
     noise : float, optional
-        Noise *variance* :math:`\sigma^2`. ``None`` (default) learns it; a float fixes it
-        (scikit-learn's ``alpha``).
+        Noise *variance* :math:`\sigma^2` in y's units squared. ``None`` (default) learns it,
+        starting from :math:`s_y^2 / 10`; a float fixes it (scikit-learn's ``alpha``).
     method : {"auto", "cholesky", "cg", "ski"}
         ``"auto"``: Cholesky for ``n <= 3000``; SKI for ``n >= 20000`` with 1-D/2-D inputs
         and a stationary kernel; CG otherwise.
     normalize_y : bool
-        Subtract the mean of ``y`` and divide by its standard deviation before fitting (the
-        likelihood is then that of the standardised targets, as in scikit-learn).
+        The prior mean: ``True`` (default) the constant :math:`\bar y`, the mean of the
+        training targets, so that fits do not depend on where y's zero is; ``False`` zero, in
+        the user's units (scikit-learn's default model; choose it when 0 is a meaningful prior
+        mean, e.g. for residuals). Either way the fit itself runs on standardised data (see
+        below), so hyperparameters are always in the user's units and
+        ``log_marginal_likelihood()`` is that of the user's ``y`` (unlike scikit-learn's
+        ``normalize_y=True``, whose kernel and likelihood refer to the standardised targets).
     optimizer : {"lbfgs", None}
         ``None`` keeps the given hyperparameters.
     subset_sizes : tuple of int
@@ -85,13 +99,30 @@ class GPRegressor:
 
     Attributes
     ----------
-    kernel_ : Kernel with fitted hyperparameters (``kernel_.lengthscale``, ...).
-    noise_ : float, fitted (or fixed) noise variance.
+    kernel_ : Kernel with fitted hyperparameters (``kernel_.lengthscale``, ...), in the units
+        of X (lengthscales; a Periodic's period, its lengthscale being a pure number) and of y
+        squared (variances).
+    noise_ : float, fitted (or fixed) noise variance, in y's units squared.
     method_ : str, the method used.
+
+    Units
+    -----
+    Every fit runs on :math:`(X - m_x)/s_x` and :math:`(y - m_y)/s_y` (:class:`_Units`: column
+    means, one common spread for X, the mean and spread of y), with hyperparameters bounded to
+    :math:`[10^{-5}, 10^5]` in those units. So predictions transform as the data do under
+    :math:`X \to aX + b` (``a`` one number, ``b`` one per column; per-column factors in 1-D)
+    and :math:`y \to cy + d` (``d`` with ``normalize_y=True``), and a refit at the reported
+    ``kernel_`` and ``noise_`` with ``optimizer=None`` reproduces ``predict`` and
+    ``log_marginal_likelihood()``. Degenerate data get defined answers: a constant y has no
+    maximum-likelihood variance (the likelihood grows as variance and noise shrink), so the
+    starting hyperparameters are kept, with :math:`s_y = |\bar y|` (1 for y = 0): the mean
+    is the constant everywhere, the sd finite. A single point is the prior around its value
+    at that scale, with lengthscale 1 in X's units (one point has no spread to measure).
+    Duplicated inputs are fine with a learned or positive noise.
     """
 
     def __init__(self, kernel: Kernel | None = None, noise: float | None = None,
-                 method: str = "auto", normalize_y: bool = False, *, optimizer: str | None = "lbfgs",
+                 method: str = "auto", normalize_y: bool = True, *, optimizer: str | None = "lbfgs",
                  subset_sizes: tuple[int, ...] = (500, 1000, 2000), refine_steps: int = 4,
                  grid_size: int | tuple[int, ...] | None = None, n_probes: int = 16,
                  precond_rank: int = 30, cg_tol: float = 1e-5, max_cg_iter: int = 1000,
@@ -129,6 +160,8 @@ class GPRegressor:
                 raise ValueError(f"method='ski' supports 1-D and 2-D inputs, got X with {d} columns")
             if not kernel.stationary:
                 raise ValueError("method='ski' needs a stationary kernel")
+            if bool((X.amax(0) == X.amin(0)).any()):
+                raise ValueError("method='ski' needs X to vary along every column (it lays a grid over its range)")
             return "ski"
         if self.method != "auto":
             return self.method
@@ -145,35 +178,48 @@ class GPRegressor:
     # --------------------------------------------------------------------- fit
     def fit(self, X, y) -> "GPRegressor":
         """Maximise the log marginal likelihood over the kernel hyperparameters (and the
-        noise variance when ``noise=None``). ``X``: ``(n,)`` or ``(n, d)``; ``y``: ``(n,)``."""
+        noise variance when ``noise=None``). ``X``: ``(n,)`` or ``(n, d)``; ``y``: ``(n,)``.
+
+        The work is done in standardised units (see :class:`_Units`); hyperparameters go in and
+        come out in the units of ``X`` and ``y``."""
         self._check_params()
         X_t, y_t = _check_Xy(X, y)
         self._torch_out = isinstance(X, torch.Tensor)
         self.X_train_ = X_t
-        if self.normalize_y:
-            self._y_mean, self._y_std = float(y_t.mean()), float(y_t.std(correction=0))
-            self._y_std = self._y_std if self._y_std > 0 else 1.0
-        else:
-            self._y_mean, self._y_std = 0.0, 1.0
-        y_n = (y_t - self._y_mean) / self._y_std
         kernel = (self.kernel or RBF()).clone()
-        self.method_ = self._resolve_method(X_t, kernel)
-        theta = self._initial_theta(kernel)
-        backend = BACKENDS[self.method_](kernel, X_t, y_n, self.noise, **self._settings())
-        if self.optimizer is not None and len(theta) > 0:
-            theta = self._optimise(kernel, X_t, y_n, backend, theta)
+        self._units = units = _Units(X_t, y_t, kernel, self.normalize_y)
+        X_s, y_s = units.x(X_t), units.y(y_t)
+        self.method_ = self._resolve_method(X_s, kernel)
+        learned = self.noise is None
+        offsets = units.log_factors(kernel, learned)
+        theta = self._initial_theta(kernel) - offsets
+        noise = None if learned else self.noise / units.y_scale**2
+        backend = BACKENDS[self.method_](kernel, X_s, y_s, noise, **self._settings())
+        # constant y (residuals exactly 0): the likelihood grows without bound as the variance
+        # and noise shrink; nothing to learn, so the starting hyperparameters stay
+        optimise = self.optimizer is not None and len(theta) > 0 and bool(y_s.any())
+        if optimise:
+            theta = self._optimise(kernel, X_s, y_s, backend, theta.clamp(*_LOG_BOUNDS))
         backend.condition(theta)
         self._backend = backend
         self.kernel_ = kernel
-        kernel.set_log_params(theta[: kernel.n_params])
-        self.noise_ = float(self.noise) if self.noise is not None else math.exp(float(theta[-1]))
+        if optimise or self.kernel is None:
+            kernel.set_log_params((theta + offsets)[: kernel.n_params])
+        self.noise_ = self.noise if not learned else math.exp(float(theta[-1] + offsets[-1]))
+        self.noise_ = float(self.noise_)
         return self
 
     def _initial_theta(self, kernel: Kernel) -> torch.Tensor:
-        theta = kernel.get_log_params()
+        """Starting log hyperparameters in the user's units: the given kernel's, or for
+        ``kernel=None`` unit lengthscale and variance in standardised units (the scales of X
+        and y); a learned noise starts at a tenth of y's variance."""
+        start = torch.zeros(kernel.n_params + (self.noise is None), dtype=torch.float64)
         if self.noise is None:
-            theta = torch.cat([theta, torch.tensor([math.log(1e-1)], dtype=torch.float64)])
-        return theta
+            start[-1] = math.log(1e-1)
+        start += self._units.log_factors(kernel, self.noise is None)
+        if self.kernel is not None:
+            start[: kernel.n_params] = kernel.get_log_params()
+        return start
 
     def _optimise(self, kernel, X, y, backend, theta):
         n = len(y)
@@ -185,9 +231,11 @@ class GPRegressor:
         if not sizes and not backend.deterministic:
             sizes = [min(n, min(self.subset_sizes))]  # stochastic objectives need a warm start
         exact = isinstance(backend, ExactBackend)
+        scan = min([n, _SCAN_POINTS] + list(self.subset_sizes))
+        theta = _best_start(ExactBackend(kernel, X[perm[:scan]], y[perm[:scan]], backend.noise), theta)
         curvatures = []  # (subset size, Hessian at its optimum)
         for i, size in enumerate(sizes):
-            subset = ExactBackend(kernel, X[perm[:size]], y[perm[:size]], self.noise)
+            subset = ExactBackend(kernel, X[perm[:size]], y[perm[:size]], backend.noise)
             subset.profile = True
             # a warm start needs no more digits than the full-data steps will fix anyway
             theta = _lbfgs(subset.value_and_grad, theta, ftol=1e-7)
@@ -211,7 +259,13 @@ class GPRegressor:
             theta = _quasi_newton(backend.value_and_grad, theta, hessian, self.refine_steps,
                                   value=backend.value if exact else None, flat=flat,
                                   tol=1e-4 if backend.deterministic else 1e-2)
-        return backend.rescale(theta)
+        theta = backend.rescale(theta)
+        if backend.profiling and backend.deterministic and _at_bound(theta):
+            # the profiled scale is unbounded: it carried a variance or the noise past its bound
+            # (noiseless data), so finish on the plain likelihood inside the bounds
+            backend.profile = False
+            theta = _lbfgs(backend.value_and_grad, theta)
+        return theta
 
     # ----------------------------------------------------------------- predict
     def predict(self, X, return_std: bool = False):
@@ -221,18 +275,61 @@ class GPRegressor:
         X_t = _check_X(X, "X")
         if X_t.shape[1] != self.X_train_.shape[1]:
             raise ValueError(f"X has {X_t.shape[1]} columns, the training inputs had {self.X_train_.shape[1]}")
-        mean, var = self._backend.predict(X_t, return_std)
-        mean = mean * self._y_std + self._y_mean
-        out = [mean] + ([torch.sqrt(var.clamp_min(0.0)) * self._y_std] if return_std else [])
+        mean, var = self._backend.predict(self._units.x(X_t), return_std)
+        units = self._units
+        mean = mean * units.y_scale + units.y_shift
+        out = [mean] + ([torch.sqrt(var.clamp_min(0.0)) * units.y_scale] if return_std else [])
         out = [o if self._torch_out else o.cpu().numpy() for o in out]
         return tuple(out) if return_std else out[0]
 
     def log_marginal_likelihood(self) -> float:
-        """log p(y | X, fitted hyperparameters); an unbiased-in-spirit stochastic estimate for
-        ``"cg"`` and 2-D ``"ski"``, the SKI model's exact value for 1-D ``"ski"``."""
+        """log p(y | X, fitted hyperparameters) of ``y`` in the user's units (with
+        ``normalize_y=True``, given the prior mean :math:`\\bar y`); an unbiased-in-spirit
+        stochastic estimate for ``"cg"`` and 2-D ``"ski"``, the SKI model's exact value for 1-D
+        ``"ski"``. The standardised fit's value minus :math:`n \\log s_y`, the Jacobian of
+        :math:`y \\mapsto (y - \\bar y) / s_y`."""
         if not hasattr(self, "_backend"):
             raise RuntimeError("GPRegressor is not fitted yet: call fit(X, y) first")
-        return float(self._backend.lml)
+        return float(self._backend.lml) - len(self.X_train_) * math.log(self._units.y_scale)
+
+
+class _Units:
+    r"""The affine map from the user's units to the standardised ones every fit works in.
+
+    .. math:: \tilde x = (x - m_x) / s_x, \qquad \tilde y = (y - m_y) / s_y,
+
+    with :math:`m_x` the column means of X (when the kernel is stationary; otherwise 0),
+    :math:`s_x` the root mean square of the columns' standard deviations (one factor for all
+    columns, so that an isotropic kernel stays isotropic in the user's units; 1 when X does not
+    vary or the kernel is not ``rescalable``), :math:`m_y` the mean of y (``center_y``;
+    otherwise 0) and :math:`s_y` the root mean square of :math:`y - m_y` (:math:`|m_y|` when
+    that is 0, and 1 when both are). The kernel's length parameters (``length_mask``) are then
+    divided by :math:`s_x`, kernel variances and the noise variance by :math:`s_y^2`: the model is the
+    same, only its numbers are of order one, whatever the units.
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, kernel: Kernel, center_y: bool) -> None:
+        self.x_shift = X.mean(0) if kernel.stationary else torch.zeros(X.shape[1], dtype=X.dtype)
+        spread = float((X - self.x_shift).square().mean(0).mean().sqrt())
+        self.x_scale = spread if kernel.rescalable and spread > 0 else 1.0
+        constant = bool((y == y[0]).all())
+        # exactly the constant when y is constant, so that its residuals are exactly 0
+        self.y_shift = (float(y[0]) if constant else float(y.mean())) if center_y else 0.0
+        spread = float((y - self.y_shift).square().mean().sqrt())
+        self.y_scale = spread if spread > 0 else abs(self.y_shift) or 1.0
+
+    def x(self, X: torch.Tensor) -> torch.Tensor:
+        return (X - self.x_shift) / self.x_scale
+
+    def y(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.y_shift) / self.y_scale
+
+    def log_factors(self, kernel: Kernel, learned_noise: bool) -> torch.Tensor:
+        """Log of the factor by which each log hyperparameter (kernel's, then the noise when
+        learned) in the user's units exceeds its standardised value."""
+        log_x, log_y2 = math.log(self.x_scale), 2 * math.log(self.y_scale)
+        factors = log_x * kernel.length_mask().double() + log_y2 * kernel.scale_mask().double()
+        return torch.cat([factors, torch.full((int(learned_noise),), log_y2, dtype=torch.float64)])
 
 
 # ---------------------------------------------------------------------- helpers
@@ -259,6 +356,46 @@ def _check_Xy(X, y) -> tuple[torch.Tensor, torch.Tensor]:
     if not torch.isfinite(y_t).all():
         raise ValueError("y contains NaN or infinite values")
     return X_t, y_t
+
+
+def _best_start(backend: "ExactBackend", theta: torch.Tensor) -> torch.Tensor:
+    """The most likely of ``theta`` and of its variants on a grid: all length parameters
+    multiplied by one factor that puts their geometric mean at each of ``_SCAN_LENGTHS``
+    (standardised units) and, when learned, the noise at each of ``_SCAN_NOISES`` times the
+    kernel's variance. ``backend`` holds a random subset; the common scale is profiled out.
+
+    The likelihood of a GP has local optima (a long lengthscale with all variation called noise
+    is the usual one); a start a fixed number of data spreads away, or in the wrong units, lands
+    there. Comparing values costs one Cholesky of the subset each, no gradients.
+    """
+    kernel, p = backend.kernel, backend.kernel.n_params
+    lengths = torch.cat([kernel.length_mask().double(), torch.zeros(len(theta) - p, dtype=theta.dtype)])
+    candidates = [theta]
+    if lengths.any():
+        centre = float((theta * lengths).sum() / lengths.sum())
+        candidates += [theta + (math.log(g) - centre) * lengths for g in _SCAN_LENGTHS]
+    if backend.noise is None:
+        log_var = math.log(float(kernel.diag(backend.X[:1], theta[:p])[0]))
+        candidates = [theta] + [torch.cat([c[:-1], torch.tensor([log_var + math.log(r)], dtype=theta.dtype)])
+                                for c in candidates for r in _SCAN_NOISES]
+    backend.profile = True
+    best, best_value = theta, math.inf
+    for c in candidates:
+        c = c.clamp(*_LOG_BOUNDS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                value = backend.value(c)
+            except np.linalg.LinAlgError:
+                continue
+        if value < best_value:
+            best, best_value = c, value
+    return best
+
+
+def _at_bound(theta: torch.Tensor) -> bool:
+    low, high = _LOG_BOUNDS
+    return bool(((theta <= low + 1e-9) | (theta >= high - 1e-9)).any())
 
 
 def _lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> torch.Tensor:
@@ -401,6 +538,16 @@ class _Backend:
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(int(self.settings.get("seed", 0)))
 
+    def _cg(self, matmul, B: torch.Tensor, precondition):
+        """:func:`batched_cg` at the backend's tolerance, with the exact solution 0 for the
+        columns of ``B`` that are 0 (a constant y; test points where the kernel underflows),
+        which the iteration itself turns into 0/0."""
+        res = batched_cg(matmul, B, precondition, self.settings["cg_tol"], self.settings["max_cg_iter"])
+        zero = (B == 0).all(0)
+        if zero.any():
+            res.solution[:, zero] = 0.0
+        return res
+
 
 @contextlib.contextmanager
 def _one_torch_thread():
@@ -521,7 +668,8 @@ class ExactBackend(_Backend):
         new = theta + math.log(scale) * self.scale_direction()
         # the factor of c K is sqrt(c) L: condition() at the rescaled point needs no new Cholesky
         nll = 0.5 * len(self.y) * (1 + math.log(scale) + _LOG_2PI) + float(torch.log(L.diagonal()).sum())
-        self._last = (new.clamp(*_LOG_BOUNDS), L * math.sqrt(scale), alpha / scale, nll)
+        if torch.equal(new.clamp(*_LOG_BOUNDS), new):  # rescale() clamps: a clamped point needs its own solve
+            self._last = (new, L * math.sqrt(scale), alpha / scale, nll)
         return scale
 
     def condition(self, theta: torch.Tensor) -> None:
@@ -590,8 +738,7 @@ class CGBackend(_Backend):
         g = self._generator()
         Z = Lk @ torch.randn(Lk.shape[1], t, generator=g, dtype=torch.float64) \
             + torch.sqrt(noise) * torch.randn(n, t, generator=g, dtype=torch.float64)
-        res = batched_cg(matmul, torch.cat([self.y[:, None], Z], 1), precond,
-                         self.settings["cg_tol"], self.settings["max_cg_iter"])
+        res = self._cg(matmul, torch.cat([self.y[:, None], Z], 1), precond)
         PZ = precond(Z)
         logdet = logdet_p + lanczos_logdet(res, (Z * PZ).sum(0), range(1, t + 1))
         alpha = res.solution[:, 0]
@@ -634,8 +781,7 @@ class CGBackend(_Backend):
             means.append(Ks @ self.alpha)
             if return_std:
                 # exact up to the CG tolerance; costs one batched solve per block of test points
-                V = batched_cg(self._matmul, Ks.T.contiguous(), self._precond,
-                               self.settings["cg_tol"], self.settings["max_cg_iter"]).solution
+                V = self._cg(self._matmul, Ks.T.contiguous(), self._precond).solution
                 variances.append(self.kernel.diag(Xs[rows], kt) - (Ks.T * V).sum(0))
         return torch.cat(means), (torch.cat(variances) if return_std else None)
 
@@ -773,8 +919,7 @@ class SKIGridBackend(_SKIBase):
         t = int(self.settings["n_probes"])
         Z = torch.randn(len(self.y), t, generator=self._generator(), dtype=torch.float64)
         _, matmul = self._ops(kt, noise)
-        res = batched_cg(matmul, torch.cat([self.y[:, None], Z], 1), None,
-                         self.settings["cg_tol"], self.settings["max_cg_iter"])
+        res = self._cg(matmul, torch.cat([self.y[:, None], Z], 1), None)
         # log|K| = n log s2 + log|K / s2|: probes then only see the few eigenvalues above the noise
         logdet = len(self.y) * torch.log(noise) + lanczos_logdet(res, (Z * Z).sum(0), range(1, t + 1), scale=noise)
         alpha = res.solution[:, 0]
@@ -818,7 +963,7 @@ class SKIGridBackend(_SKIBase):
             Ws.scatter_add_(0, idx[rows].T, w[rows].T)  # columns W_*^T
             KWs = self._grid_kernel(Ws)
             cross = GridInterpolation.apply(self.idx, self.w, KWs)
-            V = batched_cg(self._matmul, cross, None, self.settings["cg_tol"], self.settings["max_cg_iter"]).solution
+            V = self._cg(self._matmul, cross, None).solution
             variances.append((Ws * KWs).sum(0) - (cross * V).sum(0))
         return mean, torch.cat(variances)
 

@@ -50,6 +50,11 @@ class Kernel:
     _names: tuple[str, ...] = ()
     #: True when k(x, x') depends on x - x' only (structured grids need this).
     stationary: bool = True
+    #: True when k depends on x only through distances divided by its length parameters
+    #: (``length_mask``), so that dividing x and those parameters by one factor leaves k as it
+    #: is: estimators may then work in standardised units. False for kernels written elsewhere
+    #: unless they say so.
+    rescalable: bool = False
 
     def __init__(self, **values: float) -> None:
         self._log = {name: torch.tensor(math.log(_positive(name, values[name])), dtype=_DTYPE)
@@ -75,6 +80,14 @@ class Kernel:
     def scale_mask(self) -> torch.Tensor:
         """Boolean mask of log-parameters whose joint shift by ``s`` multiplies k by ``e^s``."""
         return torch.tensor([n == "variance" for n in self._names], dtype=torch.bool)
+
+    #: hyperparameters in the units of x
+    _length_names: tuple[str, ...] = ("lengthscale",)
+
+    def length_mask(self) -> torch.Tensor:
+        """Boolean mask of log-parameters in the units of x (``lengthscale``; for
+        :class:`Periodic` the ``period``, its lengthscale being a number)."""
+        return torch.tensor([n in self._length_names for n in self._names], dtype=torch.bool)
 
     def __getattr__(self, name: str) -> float:
         log = self.__dict__.get("_log", {})
@@ -136,6 +149,7 @@ class RBF(Kernel):
     """
 
     _names = ("lengthscale", "variance")
+    rescalable = True
 
     def __init__(self, lengthscale: float = 1.0, variance: float = 1.0) -> None:
         super().__init__(lengthscale=lengthscale, variance=variance)
@@ -153,6 +167,7 @@ class Matern(Kernel):
     """
 
     _names = ("lengthscale", "variance")
+    rescalable = True
 
     def __init__(self, nu: float = 1.5, lengthscale: float = 1.0, variance: float = 1.0) -> None:
         if nu not in (0.5, 1.5, 2.5):
@@ -179,6 +194,8 @@ class Periodic(Kernel):
     scikit-learn's ``ExpSineSquared``)."""
 
     _names = ("lengthscale", "period", "variance")
+    _length_names = ("period",)  # the lengthscale divides sin(pi r / p): it has no units
+    rescalable = True
 
     def __init__(self, lengthscale: float = 1.0, period: float = 1.0, variance: float = 1.0) -> None:
         super().__init__(lengthscale=lengthscale, period=period, variance=variance)
@@ -195,6 +212,7 @@ class _Combination(Kernel):
         self.k1, self.k2 = k1, k2
         self._log = {}
         self.stationary = k1.stationary and k2.stationary
+        self.rescalable = k1.rescalable and k2.rescalable
 
     @property
     def n_params(self) -> int:
@@ -204,6 +222,9 @@ class _Combination(Kernel):
         second = self.k2.scale_mask()
         # k1 + k2 scales with both; k1 * k2 with one factor's variance only
         return torch.cat([self.k1.scale_mask(), second if isinstance(self, Sum) else torch.zeros_like(second)])
+
+    def length_mask(self) -> torch.Tensor:
+        return torch.cat([self.k1.length_mask(), self.k2.length_mask()])
 
     def hyperparameter_names(self) -> list[str]:
         return [f"k1.{n}" for n in self.k1.hyperparameter_names()] + \

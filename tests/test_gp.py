@@ -72,13 +72,27 @@ def test_hyperparameters_read_back_and_bad_values_raise():
         RBF() + 1.0
 
 
+def _scaled(kernel, factor):
+    """``kernel`` with every variance that scales the whole of k multiplied by ``factor``."""
+    theta = kernel.get_log_params() + math.log(factor) * kernel.scale_mask().double()
+    kernel.set_log_params(theta)
+    return kernel
+
+
 @pytest.mark.parametrize("ours, theirs", PAIRS)
 @pytest.mark.parametrize("normalize_y", [False, True])
 def test_log_marginal_likelihood_and_prediction_equal_sklearn(ours, theirs, normalize_y):
+    """normalize_y=False: the same zero-mean model. normalize_y=True: scikit-learn's kernel and
+    alpha refer to the standardised targets (mean ybar, sd s) and its likelihood is theirs;
+    ours are in y's units, so the same model has our variances and noise times s^2 and a
+    likelihood lower by the Jacobian n log s."""
     X, y = _data(150, seed=1)
-    gp = GPRegressor(ours(), noise=0.02, method="cholesky", optimizer=None, normalize_y=normalize_y).fit(X, y)
+    s2 = float(np.var(y)) if normalize_y else 1.0
+    gp = GPRegressor(_scaled(ours(), s2), noise=0.02 * s2, method="cholesky", optimizer=None,
+                     normalize_y=normalize_y).fit(X, y)
     ref = GaussianProcessRegressor(theirs(), alpha=0.02, optimizer=None, normalize_y=normalize_y).fit(X, y)
-    assert gp.log_marginal_likelihood() == pytest.approx(ref.log_marginal_likelihood_value_, rel=1e-8)
+    jacobian = 0.5 * len(y) * math.log(s2)
+    assert gp.log_marginal_likelihood() == pytest.approx(ref.log_marginal_likelihood_value_ - jacobian, rel=1e-8)
     Xs = np.linspace(0, 10, 37)[:, None]
     mean, std = gp.predict(Xs, return_std=True)
     ref_mean, ref_std = ref.predict(Xs, return_std=True)
@@ -88,8 +102,9 @@ def test_log_marginal_likelihood_and_prediction_equal_sklearn(ours, theirs, norm
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fit_reaches_sklearn_optimum(seed):
+    """The zero-mean model, scikit-learn's default (the constant-mean one: test_gp_invariance)."""
     X, y = _data(200, seed=seed)
-    gp = GPRegressor(method="cholesky").fit(X, y)
+    gp = GPRegressor(method="cholesky", normalize_y=False).fit(X, y)
     ref = GaussianProcessRegressor(sk.ConstantKernel() * sk.RBF() + sk.WhiteKernel(0.1), random_state=0).fit(X, y)
     assert gp.log_marginal_likelihood() >= ref.log_marginal_likelihood_value_ - 1e-4
     assert gp.kernel_.lengthscale == pytest.approx(ref.kernel_.k1.k2.length_scale, rel=1e-2)
@@ -261,6 +276,7 @@ def test_torch_in_torch_out_and_numpy_in_numpy_out():
     ({}, np.array([[0.0], [np.nan], [1.0]]), np.zeros(3), "NaN"),
     ({}, np.zeros((3, 1)), np.array([0.0, np.inf, 1.0]), "NaN or infinite"),
     ({"method": "ski"}, np.random.default_rng(0).random((20, 3)), np.zeros(20), "1-D and 2-D"),
+    ({"method": "ski"}, np.ones((1, 1)), np.zeros(1), "vary along every column"),
     ({"noise": 0.0}, np.zeros((3, 1)), np.zeros(3), "positive"),
     ({"noise": -1.0}, np.zeros((3, 1)), np.zeros(3), "positive"),
     ({"method": "qr"}, np.zeros((3, 1)), np.zeros(3), "method"),
