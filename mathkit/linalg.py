@@ -222,7 +222,8 @@ def batched_cg(matmul: Matmul, B: torch.Tensor, precondition: Matmul | None = No
     All ``t`` columns of ``B`` (shape ``(n, t)``) advance together, so each iteration costs
     one product with a block of vectors (one pass over the kernel instead of ``t``).
     ``precondition(R)`` applies :math:`P^{-1}`. A column stops once its residual norm is
-    below ``tol`` times its right-hand side norm. Hestenes & Stiefel (1952); batched as in
+    below ``tol`` times its right-hand side norm; a zero column has the solution 0 and takes no
+    step. Hestenes & Stiefel (1952); batched as in
     Gardner et al. (2018), Alg. 2.
     """
     if B.ndim != 2:
@@ -233,8 +234,9 @@ def batched_cg(matmul: Matmul, B: torch.Tensor, precondition: Matmul | None = No
     Z = precondition(R)
     P = Z.clone()
     rz = (R * Z).sum(0)
-    b_norm = B.norm(dim=0).clamp_min(torch.finfo(B.dtype).tiny)
-    active = torch.ones(B.shape[1], dtype=torch.bool, device=B.device)
+    b_norm = B.norm(dim=0)
+    active = b_norm > 0  # a zero right-hand side is solved by X = 0: its column never starts
+    b_norm = b_norm.clamp_min(torch.finfo(B.dtype).tiny)
     n_iter = torch.zeros(B.shape[1], dtype=torch.long, device=B.device)
     alphas, betas, residuals = [], [], [R.norm(dim=0) / b_norm]
     for _ in range(max_iter):

@@ -317,6 +317,15 @@ def test_batched_cg_solves_and_its_lanczos_logdet():
     assert float(estimate) == pytest.approx(np.linalg.slogdet(A.numpy())[1], rel=0.05)
 
 
+def test_batched_cg_zero_right_hand_side_is_solved_by_zero():
+    A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    B = torch.tensor([[0.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    res = batched_cg(lambda V: A @ V, B, tol=1e-12)
+    assert torch.equal(res.solution[:, 0], torch.zeros(2, dtype=torch.float64))
+    assert int(res.n_iter[0]) == 0
+    np.testing.assert_allclose(res.solution[:, 1].numpy(), np.linalg.solve(A.numpy(), [1.0, 2.0]), rtol=1e-10)
+
+
 def test_pivoted_cholesky_full_rank_reproduces_matrix():
     X = torch.rand(30, 1, dtype=torch.float64)
     K = Matern(0.5)(X)
