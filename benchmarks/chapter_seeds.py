@@ -106,7 +106,7 @@ def glued_numbers(nb) -> dict:
     return values
 
 
-def run_one(path: Path, seed: int, timeout: int) -> dict:
+def run_one(path: Path, seed: int, timeout: int, keep: Path | None = None) -> dict:
     nb = with_seed(nbformat.read(path, as_version=4), seed)
     claims = [c.source for c in nb.cells if is_claim_check(c)]
     nb.cells.append(nbformat.v4.new_code_cell(CHECKER.format(sources=claims, marker=MARKER)))
@@ -119,6 +119,9 @@ def run_one(path: Path, seed: int, timeout: int) -> dict:
         start = time.perf_counter()
         client.execute()
         seconds = time.perf_counter() - start
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, keep / f"{path.stem}_seed{seed}.ipynb")
     errors, report = [], None
     for index, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
@@ -174,6 +177,13 @@ def tables(rows: list[dict], label: str) -> str:
     return "\n".join(lines)
 
 
+def save(row: dict) -> None:
+    """Add ``row`` to the stored rows, replacing an earlier one of the same label, chapter and seed."""
+    key = lambda r: (r["label"], r["chapter"], r["seed"])  # noqa: E731
+    previous = json.loads(ROWS.read_text()) if ROWS.exists() else []
+    ROWS.write_text(json.dumps([r for r in previous if key(r) != key(row)] + [row], indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", default=DEFAULT_CHAPTERS, help="e.g. 03 04 (default: all)")
@@ -182,6 +192,7 @@ def main() -> None:
     parser.add_argument("--label", default="current code", help="names this run's rows in the JSON and tables")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per cell")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    parser.add_argument("--keep", type=Path, help="save the executed notebooks in this folder")
     parser.add_argument("--show", metavar="LABEL", help="run nothing: tables of the stored rows with this label")
     args = parser.parse_args()
     if args.show:
@@ -206,15 +217,12 @@ def main() -> None:
         seeds = list(dict.fromkeys(([own_seed(nbformat.read(path, as_version=4))] if args.own else []) + args.seeds))
         for seed in seeds:
             load_before, date = os.getloadavg()[0], f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}"
-            row = run_one(path, seed, args.timeout)
+            row = run_one(path, seed, args.timeout, args.keep)
             row.update(label=args.label, date=date, load=round(load_before, 1))
             rows.append(row)
+            save(row)
             print(f"{row['chapter']} seed {seed}: {status(row)} in {row['seconds']:.0f} s "
                   + "; ".join(f["statement"] for f in row["failures"]) + "; ".join(row["errors"]), flush=True)
-    previous = json.loads(ROWS.read_text()) if ROWS.exists() else []
-    keep = [r for r in previous if (r["label"], r["chapter"], r["seed"]) not in
-            {(r["label"], r["chapter"], r["seed"]) for r in rows}]
-    ROWS.write_text(json.dumps(keep + rows, indent=1) + "\n")
     text = (f"### Chapter claims across seeds (`python -m benchmarks.chapter_seeds`): {args.label}\n\n"
             f"{started:%Y-%m-%d %H:%M} UTC; {machine()}; one chapter at a time, "
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load average {load:.1f} at start, "
