@@ -25,7 +25,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -62,7 +61,9 @@ print({marker!r} + _json.dumps(dict(statements=sum(len(_ast.parse(s).body) for s
 
 
 def chapter_path(name: str) -> Path:
-    """``03``, ``03_prediction_intervals`` or a path -> the notebook."""
+    """``03``, ``03_prediction_intervals`` or the path of a notebook -> the notebook."""
+    if name.endswith(".ipynb") and Path(name).is_file():
+        return Path(name).resolve()
     matches = sorted(CHAPTERS.glob(f"{Path(name).stem}*.ipynb"))
     if len(matches) != 1:
         raise SystemExit(f"chapter {name!r} matches {len(matches)} notebooks in {CHAPTERS}")
@@ -96,7 +97,7 @@ def glued_numbers(nb) -> dict:
         for out in cell.get("outputs", []):
             name = out.get("metadata", {}).get("scrapbook", {}).get("name")
             # glue(..., display=False) stores its mime types under a prefix
-            data = {key.rsplit("/", 2)[-2] + "/" + key.rsplit("/", 1)[-1]: v for key, v in out.get("data", {}).items()}
+            data = {"/".join(key.split("/")[-2:]): v for key, v in out.get("data", {}).items()}
             text = data.get("text/plain")
             if name and text is not None and "image/png" not in data:
                 try:
@@ -113,7 +114,6 @@ def run_one(path: Path, seed: int, timeout: int, keep: Path | None = None) -> di
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "chapters").mkdir()
         os.symlink(ROOT / "benchmarks", Path(tmp) / "benchmarks")
-        shutil.copy(path, Path(tmp) / "chapters" / path.name)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                 resources={"metadata": {"path": str(Path(tmp) / "chapters")}})
         start = time.perf_counter()
@@ -129,7 +129,7 @@ def run_one(path: Path, seed: int, timeout: int, keep: Path | None = None) -> di
                 report = json.loads(out["text"].split(MARKER, 1)[1].splitlines()[0])
             elif out.get("output_type") == "error" and not is_claim_check(cell) and index < len(nb.cells) - 1:
                 errors.append(f"cell {index}: {out['ename']}: {out['evalue'][:200]}")
-    failures = report["failures"] if report else [{"statement": "(claim checks did not run)", "error": "", "message": ""}]
+    failures = report["failures"] if report else [dict(statement="(claim checks did not run)", error="", message="")]
     return dict(chapter=path.stem, seed=seed, seconds=round(seconds, 1), statements=report and report["statements"],
                 failures=failures, errors=errors, passed=not failures and not errors, glued=glued_numbers(nb))
 
@@ -162,7 +162,8 @@ def tables(rows: list[dict], label: str) -> str:
         lines += ["Failures:", ""]
         for r in failed:
             for f in r["failures"]:
-                lines.append(f"- {r['chapter']}, seed {r['seed']}: `{f['statement']}` ({f['error']} {f['message'][:120]})".rstrip())
+                message = " ".join(f"{f['error']} {f['message']}".split())[:160]
+                lines.append(f"- {r['chapter']}, seed {r['seed']}: `{f['statement']}` ({message})")
             lines += [f"- {r['chapter']}, seed {r['seed']}: {e}" for e in r["errors"]]
         lines.append("")
     for ch in chapters:
@@ -197,7 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.show:
         rows = [r for r in json.loads(ROWS.read_text()) if r["label"] == args.show]
-        dates, loads = sorted(r["date"] for r in rows), [r["load"] for r in rows if r.get("load") is not None] or [float("nan")]
+        dates = sorted(r["date"] for r in rows)
+        loads = [r["load"] for r in rows if r.get("load") is not None] or [float("nan")]
         text = (f"### Chapter claims across seeds (`python -m benchmarks.chapter_seeds`): {args.show}\n\n"
                 f"Runs from {dates[0]} to {dates[-1]} UTC, one chapter at a time; {machine()}; load average "
                 f"{min(loads):.1f}-{max(loads):.1f} at the starts of the runs (the machine is shared with other "
@@ -226,7 +228,8 @@ def main() -> None:
     text = (f"### Chapter claims across seeds (`python -m benchmarks.chapter_seeds`): {args.label}\n\n"
             f"{started:%Y-%m-%d %H:%M} UTC; {machine()}; one chapter at a time, "
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; load average {load:.1f} at start, "
-            f"{os.getloadavg()[0]:.1f} at the end (the machine is shared with other jobs).\n\n" + tables(rows, args.label))
+            f"{os.getloadavg()[0]:.1f} at the end (the machine is shared with other jobs).\n\n"
+            + tables(rows, args.label))
     print("\n" + text)
     if args.record:
         with RESULTS.open("a") as f:
