@@ -199,11 +199,11 @@ def main() -> None:
     if args.show:
         rows = [r for r in json.loads(ROWS.read_text()) if r["label"] == args.show]
         dates = sorted(r["date"] for r in rows)
-        loads = [r["load"] for r in rows if r.get("load") is not None] or [float("nan")]
+        loads = [r["load"] for r in rows if r.get("load") is not None]
         text = (f"### Chapter claims across seeds (`python -m benchmarks.chapter_seeds`): {args.show}\n\n"
-                f"Runs from {dates[0]} to {dates[-1]} UTC, one chapter at a time; {machine()}; load average "
-                f"{min(loads):.1f}-{max(loads):.1f} at the starts of the runs (the machine is shared with other "
-                "jobs, so the times vary).\n\n" + tables(rows, args.show))
+                f"Runs started from {dates[0]} to {dates[-1]} UTC; {machine()}; load average "
+                + (f"{min(loads):.1f}-{max(loads):.1f} at the starts of the runs" if loads else "not recorded per run")
+                + " (the machine is shared with other jobs, so the times vary).\n\n" + tables(rows, args.show))
         print(text)
         if args.record:
             with RESULTS.open("a") as f:
