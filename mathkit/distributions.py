@@ -94,23 +94,6 @@ def _float_params(*values) -> tuple[torch.Tensor, ...]:
     return broadcast_all(*(v.to(dtype) if isinstance(v, torch.Tensor) else v for v in values))
 
 
-class _cached_if_tracked(lazy_property):
-    """``lazy_property`` that stores its value only when it carries the gradients it may need.
-
-    Computed under ``torch.no_grad`` from parameters that require gradients, the value is
-    returned but not stored, so that what a law returns never depends on which method ran
-    first (a stored graph-free value would silently cut later gradients).
-    """
-
-    def __get__(self, instance, obj_type=None):
-        if instance is None:
-            return self
-        value = self.wrapped(instance)
-        if torch.is_grad_enabled() or not instance._tracks_gradients():
-            setattr(instance, self.wrapped.__name__, value)
-        return value
-
-
 class _FiniteReal(constraints._Real):
     """Finite real numbers: torch's ``real`` admits infinities, which make every result NaN here."""
 
@@ -219,9 +202,6 @@ class _BoundedLaw(Distribution):
                 f"distribution {type(self).__name__} to satisfy the constraint low < high, "
                 f"but found invalid values:\nlow={self.low}\nhigh={self.high}"
             )
-
-    def _tracks_gradients(self) -> bool:
-        return any(getattr(self, name).requires_grad for name in self.arg_constraints)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self) -> constraints.Constraint:
@@ -376,26 +356,26 @@ class TruncatedNormal(_BoundedLaw):
         self._init_batch(validate_args)
 
     # ------------------------------------------------------------- standardised quantities (float64)
-    @_cached_if_tracked
+    @lazy_property
     def _alpha(self) -> torch.Tensor:
         return _standardize(self.low, self.loc, self.scale)
 
-    @_cached_if_tracked
+    @lazy_property
     def _beta(self) -> torch.Tensor:
         return _standardize(self.high, self.loc, self.scale)
 
-    @_cached_if_tracked
+    @lazy_property
     def _tails(self) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`2\Phi(-|\alpha|)`, :math:`2\Phi(-|\beta|)`: shared by the mass and the cdf (values only)."""
         alpha, beta = self._alpha.detach().reshape(-1), self._beta.detach().reshape(-1)
         return tuple(_chunked(lambda rows: _double_tail(t[rows]), t.numel(), t).reshape(self._alpha.shape)
                      for t in (alpha, beta))
 
-    @_cached_if_tracked
+    @lazy_property
     def _log_mass(self) -> torch.Tensor:
         return _log_normal_mass(self._alpha, self._beta, self._std_width, self._tails)
 
-    @_cached_if_tracked
+    @lazy_property
     def _std_width(self) -> torch.Tensor:
         return _standard_width(self.low, self.high, self.scale)
 
@@ -531,7 +511,7 @@ class TruncatedNormal(_BoundedLaw):
         return torch.addcmul(c.loc, c.scale, z).clamp_(min=c.low, max=c.high)
 
     # ------------------------------------------------------------- moments
-    @_cached_if_tracked
+    @lazy_property
     def _standard_moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and entropy of N(0, 1) truncated to [alpha, beta] (float64)."""
         return _truncated_standard_moments(self._alpha, self._beta, self._std_width)
@@ -1023,7 +1003,7 @@ class CensoredNormal(_BoundedLaw):
         eps = torch.randn(shape, dtype=self.loc.dtype, device=self.loc.device)
         return torch.clamp(self.loc + self.scale * eps, min=self.low, max=self.high)
 
-    @_cached_if_tracked
+    @lazy_property
     def _standard_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`E[C]` and :math:`\log\mathrm{Var}[C]` for :math:`C = \mathrm{clamp}(Z, \alpha, \beta)`, :math:`Z \sim N(0,1)`.
 

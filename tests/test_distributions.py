@@ -597,3 +597,20 @@ def test_generalized_beta_cdf_matches_scipy_betainc_on_a_large_random_batch():
         upper = mpmath.betainc(b[i], a[i], 0, 1 - mpmath.mpf(x[i]), regularized=True)
         assert cdf[i] == pytest.approx(float(lower), rel=1e-11)
         assert sf[i] == pytest.approx(float(upper), rel=1e-11)
+
+
+@pytest.mark.parametrize("law", [TruncatedNormal, CensoredNormal])
+def test_values_computed_without_gradients_do_not_cut_later_gradients(law):
+    """A moment first computed under no_grad must not be reused, graph-free, when gradients are needed."""
+    def fresh():
+        return [t64(v, requires_grad=True) for v in (0.5, 1.5, -1.0, 3.0)]
+
+    params = fresh()
+    d = law(*params)
+    with torch.no_grad():
+        d.mean, d.variance  # noqa: B018
+    grads = torch.autograd.grad(d.mean + d.variance, params)
+    reference = fresh()
+    expected = torch.autograd.grad(law(*reference).mean + law(*reference).variance, reference)
+    for g, e in zip(grads, expected):
+        assert g.item() == pytest.approx(e.item(), rel=1e-14, abs=1e-300)
