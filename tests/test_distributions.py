@@ -226,8 +226,14 @@ def test_batch_shapes_expand_and_sample_shapes(prefix):
 
 
 def test_validation_errors_use_torch_wording():
-    with pytest.raises(ValueError, match=r"Expected parameter scale .* to satisfy the constraint GreaterThan\(lower_bound=0.0\)"):
+    with pytest.raises(ValueError, match=r"Expected parameter scale .* to satisfy the constraint FinitePositive\(\)"):
         tn(0.0, -1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"Expected parameter scale .* to satisfy the constraint FinitePositive\(\)"):
+        tn(0.0, INF, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"Expected parameter loc .* to satisfy the constraint FiniteReal\(\)"):
+        CensoredNormal(t64(-INF), t64(1.0))
+    with pytest.raises(ValueError, match="low < high"):
+        tn(0.0, 1.0, math.nan, 1.0)
     with pytest.raises(ValueError, match="low < high"):
         tn(0.0, 1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="low < high"):
@@ -370,18 +376,16 @@ def _random_laws(n, seed):
     return loc, scale, a, b, x
 
 
-def test_long_batches_without_gradients_match_scipy_and_the_cached_path():
+def test_long_batches_without_gradients_match_scipy_and_the_gradient_path():
     """Over 2^17 elements and without gradients, log_prob/log_cdf/log_sf run slice by slice
-    (one pass, no n-sized intermediates); they must agree with scipy and with the path that
-    caches the bound tails on the distribution."""
+    (one pass, no n-sized intermediates); they must agree with scipy and with the autograd
+    path taken when the parameters require gradients."""
     loc, scale, a, b, x = _random_laws(300_000, seed=5)
     params = [t64(v) for v in (loc, scale, loc + scale * a, loc + scale * b)]
     xt = t64(x)
     for name, ref in [("log_prob", ss.truncnorm.logpdf), ("log_cdf", ss.truncnorm.logcdf), ("log_sf", ss.truncnorm.logsf)]:
         fused = getattr(TruncatedNormal(*params), name)(xt)
-        cached_law = TruncatedNormal(*params)
-        cached_law._tails  # noqa: B018 - computing the tails selects the cached path
-        cached = getattr(cached_law, name)(xt)
+        cached = getattr(TruncatedNormal(*(p.clone().requires_grad_(True) for p in params)), name)(xt).detach()
         expected = ref(x, a, b, loc=loc, scale=scale)
         np.testing.assert_allclose(fused.numpy(), expected, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(fused.numpy(), cached.numpy(), rtol=1e-13, atol=1e-13)
@@ -512,3 +516,101 @@ def test_generalized_beta_log_cdf_gradient_in_the_concentrations():
     fd_b = (np.log(sc.betainc(2.5, 3.5 + h, u)) - np.log(sc.betainc(2.5, 3.5 - h, u))).sum() / (2 * h)
     assert grads[0].item() == pytest.approx(fd_a, rel=1e-7)
     assert grads[1].item() == pytest.approx(fd_b, rel=1e-7)
+
+
+# ================================================================ issue 10: known bugs, against independent oracles
+def mp_truncnorm_icdf(q, loc, scale, low, high):
+    """x with F(x) = q for N(loc, scale^2) on [low, high], at the working precision of mpmath."""
+    loc, scale = mpmath.mpf(loc), mpmath.mpf(scale)
+    a, b = (mpmath.mpf(low) - loc) / scale, (mpmath.mpf(high) - loc) / scale
+    p = mpmath.ncdf(a) + mpmath.mpf(q) * (mpmath.ncdf(b) - mpmath.ncdf(a))
+    return loc + scale * mpmath.sqrt(2) * mpmath.erfinv(2 * p - 1)
+
+
+@pytest.mark.parametrize("case", [(-1.0, 0.5, -2.0, 0.0, 0.3), (0.0, 1.0, -1e-3, 1e-3, 0.3), (0.0, 1.0, -1e-3, 1e-3, 0.5),
+                                  (2.0, 3.0, -1.0, 5.0, 0.9), (0.0, 1.0, 3.0, 5.0, 0.2), (0.0, 1.0, -1.0, 1.0, 0.5)])
+def test_icdf_gradients_match_50_digit_finite_differences(case):
+    """Intervals centred on loc used to get d/dloc = 1 (a tie in the case split halved each bound's share)."""
+    params = [t64(v, requires_grad=True) for v in case]
+    x = TruncatedNormal(*params[:4]).icdf(params[4])
+    grads = torch.autograd.grad(x, params)
+    with mpmath.workdps(60):
+        h = mpmath.mpf(10) ** -25
+        for i, g in enumerate(grads):
+            up, down = [mpmath.mpf(v) for v in case], [mpmath.mpf(v) for v in case]
+            up[i] += h
+            down[i] -= h
+            fd = (mp_truncnorm_icdf(up[4], *up[:4]) - mp_truncnorm_icdf(down[4], *down[:4])) / (2 * h)
+            assert g.item() == pytest.approx(float(fd), rel=1e-9, abs=1e-12), (i, g.item(), float(fd))
+    if case[2] == -1e-3:  # a narrow interval around loc: the quantile barely moves with loc
+        assert abs(grads[0].item()) < 1e-6
+
+
+def mp_censored_variance(loc, scale, low, high):
+    """Var[clamp(X, low, high)] by 50-digit quadrature in offsets from the lower bound (no cancellation)."""
+    loc, scale = mpmath.mpf(loc), mpmath.mpf(scale)
+    a, b = (mpmath.mpf(low) - loc) / scale, (mpmath.mpf(high) - loc) / scale
+    p_high = mpmath.ncdf(-b)
+    if mpmath.isinf(a):  # mirror: offsets from the upper bound instead
+        return mp_censored_variance(-loc, scale, -high, -low)
+    # the density decays like exp(-a t) from the bound: split the range on that scale
+    end = min(b - a, 60)
+    step = 1 / max(a, mpmath.mpf(1))
+    nodes = sorted({mpmath.mpf(0), end, *(k * step for k in range(1, 40) if k * step < end)})
+    # mu - a = E[C - a]: the interior part plus the upper atom, all positive terms
+    offset = mpmath.quad(lambda t: t * mpmath.npdf(a + t), nodes) + p_high * (b - a if mpmath.isfinite(b) else 0)
+    var = mpmath.ncdf(a) * offset**2 + mpmath.quad(lambda t: (t - offset) ** 2 * mpmath.npdf(a + t), nodes)
+    if mpmath.isfinite(b):
+        var += p_high * (b - a - offset) ** 2
+    return scale**2 * var
+
+
+@pytest.mark.parametrize("case", [(0.0, 1.0, 8.0, INF), (0.0, 1.0, 30.0, INF), (0.0, 1.0, 30.0, 31.0), (0.0, 2.0, 20.0, 20.002),
+                                  (0.0, 1.0, -INF, -30.0), (1.0, 2.0, 0.0, 3.0), (0.0, 1.0, -40.0, 39.0)])
+def test_censored_variance_when_one_bound_holds_nearly_all_the_mass(case):
+    """E[C^2] - E[C]^2 gave exactly 0 here (and a NaN gradient of the standard deviation)."""
+    params = [t64(v, requires_grad=True) for v in case]
+    d = CensoredNormal(*params)
+    expected = mp_censored_variance(*case)
+    assert d.variance.item() == pytest.approx(float(expected), rel=1e-10, abs=1e-300)
+    assert d.stddev.item() == pytest.approx(float(mpmath.sqrt(expected)), rel=1e-10)
+    grads = torch.autograd.grad(d.stddev, [p for p in params if torch.isfinite(p)])
+    assert all(torch.isfinite(g) for g in grads)
+
+
+def test_generalized_beta_cdf_matches_scipy_betainc_on_a_large_random_batch():
+    """20,000 laws at once: the continued fraction used to run all 2,000 terms for such batches."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    a, b = np.exp(rng.uniform(np.log(0.3), np.log(300), (2, n)))
+    x = rng.uniform(0, 1, n)
+    d = GeneralizedBeta(t64(a), t64(b), 0.0, 1.0)
+    cdf, sf = d.cdf(t64(x)).numpy(), d.log_sf(t64(x)).exp().numpy()
+    ref, ref_sf = sc.betainc(a, b, x), sc.betaincc(a, b, x)
+    # scipy loses digits below ~1e-280 (it returns 0 at 2e-311); mpmath checks those below
+    for got, want in ((cdf, ref), (sf, ref_sf)):
+        ok = want > 1e-280
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-12, atol=0)
+    far = np.argsort(np.minimum(ref, ref_sf))[:5]
+    for i in far:
+        lower = mpmath.betainc(a[i], b[i], 0, x[i], regularized=True)
+        upper = mpmath.betainc(b[i], a[i], 0, 1 - mpmath.mpf(x[i]), regularized=True)
+        assert cdf[i] == pytest.approx(float(lower), rel=1e-11)
+        assert sf[i] == pytest.approx(float(upper), rel=1e-11)
+
+
+@pytest.mark.parametrize("law", [TruncatedNormal, CensoredNormal])
+def test_values_computed_without_gradients_do_not_cut_later_gradients(law):
+    """A moment first computed under no_grad must not be reused, graph-free, when gradients are needed."""
+    def fresh():
+        return [t64(v, requires_grad=True) for v in (0.5, 1.5, -1.0, 3.0)]
+
+    params = fresh()
+    d = law(*params)
+    with torch.no_grad():
+        d.mean, d.variance  # noqa: B018
+    grads = torch.autograd.grad(d.mean + d.variance, params)
+    reference = fresh()
+    expected = torch.autograd.grad(law(*reference).mean + law(*reference).variance, reference)
+    for g, e in zip(grads, expected):
+        assert g.item() == pytest.approx(e.item(), rel=1e-14, abs=1e-300)
