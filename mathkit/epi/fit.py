@@ -8,15 +8,18 @@ import warnings
 import numpy as np
 import torch
 
-from mathkit.epi.intervals import inverse_information, wald_intervals
+from mathkit.epi.intervals import inverse_information, profile_intervals, wald_intervals
 from mathkit.epi.objective import LIKELIHOODS, OBSERVED, SIRObjective, log_expected_counts
 from mathkit.epi.optimise import minimise_from_starts
 from mathkit.epi.solver import SIRTrajectory, Times, check_times, simulate_sir
 
 __all__ = ["SIRFit", "fit_sir"]
 
-# grid starts tried, best first, until one converges
-_MAX_STARTS = 4
+# the likelihood can have several local maxima: the fit always runs from this many grid starts
+# (the best of each of as many recovery rates), and from up to _MAX_STARTS until one converges
+_EXPLORE_STARTS = 3
+_INTERVALS = ("wald", "profile")
+_MAX_STARTS = 5
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,10 @@ class SIRFit:
         converged: whether the optimiser met its convergence test (the projected
             gradient below 1e-3 standard errors, see :mod:`mathkit.epi.optimise`).
         n_iterations: optimiser iterations of the run that gave the estimate.
-        n_starts: starting points tried (more than one when a run stopped early).
+        n_starts: grid starting points the optimiser ran from (three, more when runs
+            stopped early).
+        best_start: which of them gave the estimate (0: the best point of the grid; another
+            when the likelihood has a higher maximum elsewhere).
     """
 
     beta: float
@@ -66,6 +72,7 @@ class SIRFit:
     converged: bool = True
     n_iterations: int = 0
     n_starts: int = 1
+    best_start: int = 0
 
     def trajectory(self, t: Times) -> SIRTrajectory:
         """S, I, R of the fitted model at times ``t`` (numpy arrays)."""
@@ -127,16 +134,17 @@ def _search_bounds(objective: SIRObjective) -> tuple[np.ndarray, np.ndarray]:
 def _grid_starts(objective: SIRObjective, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
     """Log-parameters at the best points of a coarse (gamma, R0) grid, best first.
 
-    The grid is solved in one batch, loosely. The initial number infectious (when fitted)
-    starts from the early exponential growth, the negative-binomial size at its moment
-    estimate given the grid point's curve.
+    The grid is solved in one batch. Each start has its own gamma (the best R0 for it), so
+    that the starts lie in different parts of the likelihood's long beta-gamma ridge. The
+    initial number infectious (when fitted) starts from the early exponential growth, the
+    negative-binomial size at its moment estimate given the grid point's curve.
     """
     times, y, population = objective.times, objective.counts, objective.population
     spacing = float(times[-1] / len(times))
-    gamma = torch.tensor([0.05, 0.1, 0.2, 0.4, 0.8, 1.6], dtype=torch.float64) / spacing
+    gammas = torch.tensor([0.05, 0.1, 0.2, 0.4, 0.8, 1.6], dtype=torch.float64) / spacing
     reproduction = torch.tensor([1.2, 1.6, 2.5, 4.0, 7.0], dtype=torch.float64)
-    gamma, reproduction = (g.flatten() for g in torch.meshgrid(gamma, reproduction, indexing="ij"))
-    beta = gamma * reproduction
+    gamma, r0 = (g.flatten() for g in torch.meshgrid(gammas, reproduction, indexing="ij"))
+    beta = gamma * r0
     if objective.i0 is None:
         # early exponential growth: I(t1) ~ i0 exp((beta - gamma) t1)
         first = max(float(y[0]), 0.5) * (1.0 if objective.observed == "prevalence" else 0.5)
@@ -148,7 +156,9 @@ def _grid_starts(objective: SIRObjective, lower: np.ndarray, upper: np.ndarray) 
     with torch.no_grad():
         log_mean = objective.log_means(curve)
         loglik = torch.distributions.Poisson(log_mean.exp(), validate_args=False).log_prob(y).sum(-1)
-    order = torch.argsort(torch.nan_to_num(loglik, nan=-np.inf), descending=True)
+    loglik = torch.nan_to_num(loglik, nan=-np.inf).reshape(len(gammas), len(reproduction))
+    best_per_gamma = loglik.argmax(1) + len(reproduction) * torch.arange(len(gammas))
+    order = best_per_gamma[torch.argsort(loglik.max(1).values, descending=True)]
     starts = []
     for best in order[:_MAX_STARTS]:
         x0 = curve[best].numpy()
@@ -170,6 +180,7 @@ def fit_sir(
     i0: float | None = None,
     *,
     level: float = 0.95,
+    interval: str = "wald",
 ) -> SIRFit:
     r"""Fit the SIR model to counts by maximum likelihood, with Wald intervals.
 
@@ -208,6 +219,8 @@ def fit_sir(
         raise ValueError(f"i0 must be in (0, population), got {i0!r}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if interval not in _INTERVALS:
+        raise ValueError(f"interval must be one of {_INTERVALS}, got {interval!r}")
     objective = SIRObjective(
         times, counts, float(population), observed, likelihood == "negbin",
         None if i0 is None else float(i0),
@@ -215,7 +228,8 @@ def fit_sir(
     names = objective.names
     lower, upper = _search_bounds(objective)
     starts = _grid_starts(objective, lower, upper)
-    solution, n_starts = minimise_from_starts(objective.derivatives, starts, lower, upper)
+    runs = minimise_from_starts(objective.derivatives, starts, lower, upper, n_explore=_EXPLORE_STARTS)
+    solution = runs.best
     theta = solution.x
     stuck = (theta <= lower + 1e-6) | (theta >= upper - 1e-6)
     if stuck.any():
@@ -228,6 +242,9 @@ def fit_sir(
         )
     information = objective.derivatives(theta, observed_information=True).information
     cov = inverse_information(information, stuck)
+    ci = wald_intervals(theta, cov, names, level)
+    if interval == "profile":
+        ci = profile_intervals(objective.derivatives, theta, information, names, level, ci)
     estimate = dict(zip(names, np.exp(theta)))
     fitted_i0 = float(estimate.get("i0", i0))
     fitted = objective.log_means(torch.as_tensor(theta[: objective.n_curve])).exp().numpy()
@@ -237,7 +254,7 @@ def fit_sir(
         r0=float(estimate["beta"] / estimate["gamma"]),
         i0=fitted_i0,
         dispersion=float(estimate["dispersion"]) if objective.negbin else None,
-        ci=wald_intervals(theta, cov, names, level),
+        ci=ci,
         log_likelihood=-solution.value,
         fitted=fitted,
         t=times.numpy(),
@@ -249,5 +266,6 @@ def fit_sir(
         cov=cov,
         converged=solution.converged,
         n_iterations=solution.n_iterations,
-        n_starts=n_starts,
+        n_starts=runs.n_starts,
+        best_start=runs.best_start,
     )

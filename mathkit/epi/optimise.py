@@ -30,6 +30,7 @@ __all__ = [
     "ConvergenceWarning",
     "Derivatives",
     "OptimisationResult",
+    "MultiStartResult",
     "levenberg_marquardt",
     "minimise_from_starts",
 ]
@@ -62,6 +63,15 @@ class OptimisationResult(NamedTuple):
     message: str
 
 
+class MultiStartResult(NamedTuple):
+    """The best of several runs, and how the runs went."""
+
+    best: OptimisationResult
+    n_starts: int
+    n_converged: int
+    best_start: int
+
+
 def free_parameters(x: np.ndarray, gradient: np.ndarray, lower: np.ndarray, upper: np.ndarray):
     """Parameters not held at a bound by a gradient that pushes them out of the box."""
     at_lower = (x <= lower) & (gradient > 0)
@@ -80,15 +90,16 @@ def newton_decrement(gradient: np.ndarray, information: np.ndarray) -> float:
     return float(np.linalg.norm(np.linalg.solve(factor, gradient)))
 
 
-def _marquardt_step(gradient: np.ndarray, information: np.ndarray, damping: float) -> np.ndarray | None:
-    """Solve (H + damping diag(H)) s = -g in Marquardt's scaled coordinates; None if not PD."""
-    scale = np.sqrt(np.maximum(np.diag(information), 1e-12 * np.abs(information).max() + 1e-300))
-    scaled = information / np.outer(scale, scale) + damping * np.eye(len(scale))
-    try:
-        factor = np.linalg.cholesky(scaled)
-    except np.linalg.LinAlgError:
-        return None
-    return -np.linalg.solve(factor.T, np.linalg.solve(factor, gradient / scale)) / scale
+def _marquardt_step(gradient: np.ndarray, information: np.ndarray, damping: float) -> np.ndarray:
+    """Solve (H + damping diag|H|) s = -g in Marquardt's scaled coordinates.
+
+    Where H is indefinite (an observed curvature far from the optimum), the damping is
+    raised by its most negative scaled eigenvalue for this step only.
+    """
+    scale = np.sqrt(np.maximum(np.abs(np.diag(information)), 1e-12 * np.abs(information).max() + 1e-300))
+    scaled = information / np.outer(scale, scale)
+    shift = damping + max(0.0, -float(np.linalg.eigvalsh(scaled)[0]))
+    return -np.linalg.solve(scaled + shift * np.eye(len(scale)), gradient / scale) / scale
 
 
 def levenberg_marquardt(
@@ -107,7 +118,7 @@ def levenberg_marquardt(
     """
     x = np.clip(np.asarray(x0, dtype=float), lower, upper)
     here = evaluate(x)
-    damping, growth = 1e-3, 2.0
+    damping, growth = 1.0, 2.0
     for iteration in range(1, max_iterations + 1):
         free = free_parameters(x, here.gradient, lower, upper)
         gradient, information = here.gradient[free], here.information[np.ix_(free, free)]
@@ -120,9 +131,6 @@ def levenberg_marquardt(
                     x, here.value, decrement, False, iteration, "no step decreases the objective"
                 )
             step = _marquardt_step(gradient, information, damping)
-            if step is None:
-                damping, growth = damping * growth, growth * 2
-                continue
             trial = x.copy()
             trial[free] += step
             trial = np.clip(trial, lower, upper)
@@ -156,19 +164,30 @@ def minimise_from_starts(
     lower: np.ndarray,
     upper: np.ndarray,
     *,
+    n_explore: int = 1,
     tol: float = 1e-3,
-) -> tuple[OptimisationResult, int]:
-    """Run :func:`levenberg_marquardt` from each start in turn until one converges.
+    max_iterations: int = 100,
+) -> MultiStartResult:
+    """Run :func:`levenberg_marquardt` from the first ``n_explore`` starts, then from the
+    following ones only until a run converges; the lowest converged minimum wins.
 
-    Returns the converged result (or, if none converged, the lowest objective reached,
-    with a :class:`ConvergenceWarning`) and the number of starts used.
+    Several starts guard against local minima (a likelihood can have more than one); the
+    later ones are restarts for runs that stopped early. If none converged, the lowest
+    objective reached is returned with a :class:`ConvergenceWarning`.
     """
     results = []
-    for start in starts:
-        results.append(levenberg_marquardt(evaluate, start, lower, upper, tol=tol))
-        if results[-1].converged:
-            return results[-1], len(results)
-    best = min(results, key=lambda r: r.value)
+    for k, start in enumerate(starts):
+        if k >= n_explore and any(r.converged for r in results):
+            break
+        results.append(
+            levenberg_marquardt(evaluate, start, lower, upper, tol=tol, max_iterations=max_iterations)
+        )
+    n_converged = sum(r.converged for r in results)
+    # a converged run beats any that stopped early; among equals, the lowest objective
+    best_start = min(range(len(results)), key=lambda k: (not results[k].converged, results[k].value))
+    best = results[best_start]
+    if n_converged:
+        return MultiStartResult(best, len(results), n_converged, best_start)
     warnings.warn(
         f"the fit did not converge from {len(results)} starts ({best.message}; the gradient is "
         f"{best.decrement:.3g} standard errors from zero, the test is {tol:g}): the estimates "
@@ -176,4 +195,4 @@ def minimise_from_starts(
         ConvergenceWarning,
         stacklevel=3,
     )
-    return best, len(results)
+    return MultiStartResult(best, len(results), n_converged, best_start)
