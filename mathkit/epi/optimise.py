@@ -169,7 +169,8 @@ def minimise_from_starts(
     max_iterations: int = 100,
 ) -> MultiStartResult:
     """Run :func:`levenberg_marquardt` from the first ``n_explore`` starts, then from the
-    following ones only until a run converges; the lowest converged minimum wins.
+    following ones only until a run converges; the lowest converged minimum wins (the
+    earliest start that reached it, to within 1e-3).
 
     Several starts guard against local minima (a likelihood can have more than one); the
     later ones are restarts for runs that stopped early. If none converged, the lowest
@@ -183,8 +184,11 @@ def minimise_from_starts(
             levenberg_marquardt(evaluate, start, lower, upper, tol=tol, max_iterations=max_iterations)
         )
     n_converged = sum(r.converged for r in results)
-    # a converged run beats any that stopped early; among equals, the lowest objective
-    best_start = min(range(len(results)), key=lambda k: (not results[k].converged, results[k].value))
+    # a converged run beats any that stopped early; among those, the lowest objective, and of
+    # minima equal to within 1e-3 (the same optimum, up to the objective's noise) the earliest
+    pool = [k for k, r in enumerate(results) if r.converged] or list(range(len(results)))
+    lowest = min(results[k].value for k in pool)
+    best_start = next(k for k in pool if results[k].value <= lowest + 1e-3)
     best = results[best_start]
     if n_converged:
         return MultiStartResult(best, len(results), n_converged, best_start)
