@@ -209,6 +209,8 @@ def test_boarding_school_estimates_land_in_the_published_range():
         ({"observed": "deaths"}, "observed must be one of"),
         ({"likelihood": "gaussian"}, "likelihood must be one of"),
         ({"i0": 0.0}, "i0 must be in"),
+        ({"interval": "bootstrap"}, "interval must be one of"),
+        ({"y": [1, float("nan"), 3]}, "non-negative integer counts"),
     ],
 )
 def test_fit_sir_rejects_bad_input(change, message):

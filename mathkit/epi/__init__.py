@@ -22,10 +22,10 @@ network, say) flow through the solver by autograd. :func:`fit_sir` fits
 to counts by maximum likelihood, with Wald intervals from the observed Fisher
 information.
 
-Modules: :mod:`~mathkit.epi.solver` (the ODE solve), :mod:`~mathkit.epi.objective`
-(the likelihood, its gradient and information), :mod:`~mathkit.epi.optimise`
+Modules: ``mathkit.epi.solver`` (the ODE solve), ``mathkit.epi.objective``
+(the likelihood, its gradient and information), ``mathkit.epi.optimise``
 (the bounded Levenberg-Marquardt minimiser and its convergence test),
-:mod:`~mathkit.epi.intervals` (Wald intervals), :mod:`~mathkit.epi.fit` (``fit_sir``).
+``mathkit.epi.intervals`` (Wald and profile-likelihood intervals), ``mathkit.epi.fit`` (``fit_sir``).
 """
 
 from mathkit.epi.fit import SIRFit, fit_sir
