@@ -471,3 +471,27 @@ def test_profile_likelihood_interval_matches_a_brute_force_profile_by_scipy():
     high = optimize.brentq(excess, centre, centre + 1.0, xtol=1e-8)
     np.testing.assert_allclose(fit.ci["beta"], np.exp([low, high]), rtol=2e-3)
     assert wald.beta == fit.beta and fit.ci["r0"][0] < fit.r0 < fit.ci["r0"][1]
+
+
+def test_objective_gradient_for_incidence_negbin_and_fitted_i0_matches_scipy():
+    from mathkit.epi.objective import SIRObjective
+
+    rng = np.random.default_rng(8)
+    t = np.arange(2.0, 41.0, 2.0)
+    s, _, _ = _reference_sir(0.7, 0.25, 2e4, 10.0, np.concatenate([[0.0], t]))
+    y = rng.negative_binomial(15.0, 15.0 / (15.0 - np.diff(s)))
+
+    def scipy_nll(log_params):  # log beta, log gamma, log i0, log size
+        beta, gamma, i0, size = np.exp(log_params)
+        s, _, _ = _reference_sir(beta, gamma, 2e4, i0, np.concatenate([[0.0], t]))
+        mean = -np.diff(s)
+        return -stats.nbinom.logpmf(y, size, size / (size + mean)).sum()
+
+    objective = SIRObjective(torch.tensor(t), torch.as_tensor(y, dtype=torch.float64), 2e4,
+                             "incidence", True, None)
+    theta = np.log([0.72, 0.26, 8.0, 10.0])
+    derivatives = objective.derivatives(theta)
+    assert derivatives.value == pytest.approx(scipy_nll(theta), abs=derivatives.resolution)
+    h = 1e-5
+    reference = [(scipy_nll(theta + h * e) - scipy_nll(theta - h * e)) / (2 * h) for e in np.eye(4)]
+    np.testing.assert_allclose(derivatives.gradient, reference, rtol=1e-4)

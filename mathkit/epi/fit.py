@@ -69,10 +69,10 @@ class SIRFit:
     likelihood: str
     names: tuple[str, ...]
     cov: np.ndarray = field(repr=False)
-    converged: bool = True
-    n_iterations: int = 0
-    n_starts: int = 1
-    best_start: int = 0
+    converged: bool
+    n_iterations: int
+    n_starts: int
+    best_start: int
 
     def trajectory(self, t: Times) -> SIRTrajectory:
         """S, I, R of the fitted model at times ``t`` (numpy arrays)."""
