@@ -82,8 +82,8 @@ def _standardize(bound: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) ->
     return torch.where(finite, z, _f64(bound))
 
 
-def _float_params(*values) -> tuple[torch.Tensor, ...]:
-    """``broadcast_all`` of the parameters in one floating dtype.
+def _float_params(names: tuple[str, ...], *values) -> tuple[torch.Tensor, ...]:
+    """``broadcast_all`` of the parameters ``names`` in one floating dtype.
 
     Integer and bool tensors are promoted like Python numbers: to the floating dtype of
     the other tensors (float64 over float32), or to torch's default dtype if there is none,
@@ -91,7 +91,11 @@ def _float_params(*values) -> tuple[torch.Tensor, ...]:
     """
     floating = [v.dtype for v in values if isinstance(v, torch.Tensor) and v.is_floating_point()]
     dtype = functools.reduce(torch.promote_types, floating) if floating else torch.get_default_dtype()
-    return broadcast_all(*(v.to(dtype) if isinstance(v, torch.Tensor) else v for v in values))
+    try:
+        return broadcast_all(*(v.to(dtype) if isinstance(v, torch.Tensor) else v for v in values))
+    except RuntimeError:
+        shapes = ", ".join(f"{name} {tuple(torch.as_tensor(v).shape)}" for name, v in zip(names, values))
+        raise ValueError(f"the parameters must have broadcastable shapes, got {shapes}") from None
 
 
 class _FiniteReal(constraints._Real):
@@ -352,7 +356,7 @@ class TruncatedNormal(_BoundedLaw):
     }
 
     def __init__(self, loc, scale, low=-math.inf, high=math.inf, validate_args: bool | None = None) -> None:
-        self.loc, self.scale, self.low, self.high = _float_params(loc, scale, low, high)
+        self.loc, self.scale, self.low, self.high = _float_params(("loc", "scale", "low", "high"), loc, scale, low, high)
         self._init_batch(validate_args)
 
     # ------------------------------------------------------------- standardised quantities (float64)
@@ -966,7 +970,7 @@ class CensoredNormal(_BoundedLaw):
     arg_constraints = TruncatedNormal.arg_constraints
 
     def __init__(self, loc, scale, low=-math.inf, high=math.inf, validate_args: bool | None = None) -> None:
-        self.loc, self.scale, self.low, self.high = _float_params(loc, scale, low, high)
+        self.loc, self.scale, self.low, self.high = _float_params(("loc", "scale", "low", "high"), loc, scale, low, high)
         self._init_batch(validate_args)
 
     def _z(self, value: torch.Tensor) -> torch.Tensor:
@@ -1086,7 +1090,7 @@ class GeneralizedBeta(_BoundedLaw):
 
     def __init__(self, concentration1, concentration0, low=0.0, high=1.0, validate_args: bool | None = None) -> None:
         self.concentration1, self.concentration0, self.low, self.high = _float_params(
-            concentration1, concentration0, low, high
+            ("concentration1", "concentration0", "low", "high"), concentration1, concentration0, low, high
         )
         self._init_batch(validate_args)
         if self._validate_args and not bool((torch.isfinite(self.low) & torch.isfinite(self.high)).all()):

@@ -79,7 +79,11 @@ def _as_float64(names: tuple[str, ...], *values: Tensorlike) -> tuple[torch.dtyp
         dtype = torch.float64
     device = tensors[0].device if tensors else None
     as64 = [torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]
-    return dtype, tuple(torch.broadcast_tensors(*as64))
+    try:
+        return dtype, tuple(torch.broadcast_tensors(*as64))
+    except RuntimeError:
+        shapes = ", ".join(f"{name} {tuple(v.shape)}" for name, v in zip(names, as64))
+        raise ValueError(f"{' and '.join(names)} must have broadcastable shapes, got {shapes}") from None
 
 
 def _require(condition: torch.Tensor, message: str) -> None:
@@ -105,8 +109,12 @@ def _chain(grad: torch.Tensor, derivative: torch.Tensor) -> torch.Tensor:
     return torch.where(grad == 0, 0.0, grad * derivative)
 
 
-def log_normal_pdf(x: torch.Tensor) -> torch.Tensor:
-    r""":math:`\log\phi(x) = -x^2/2 - \tfrac12\log 2\pi`, elementwise (no domain restriction)."""
+def log_normal_pdf(x: Tensorlike) -> torch.Tensor:
+    r""":math:`\log\phi(x) = -x^2/2 - \tfrac12\log 2\pi`, elementwise (no domain restriction).
+
+    Floating tensors keep their dtype; numbers and integer tensors give float64."""
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+        x = torch.as_tensor(x, dtype=torch.float64)
     return -0.5 * x * x - _HALF_LOG_2PI
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from hostile_sweep import CLEAR, OK, cases, classify
 
-MODULES = ("losses", "nn", "data")  # switched on so far; the sweep also has numerics, distributions, gp, epi
+MODULES = ("numerics", "distributions", "losses", "gp", "epi", "data", "nn")
 
 CASES = cases(MODULES)
 
