@@ -152,7 +152,14 @@ def check_page(page: Path, root: Path, port: int, shots: Path | None) -> list[st
             ids = dom.ids if target == page else parse(target.read_text(encoding="utf-8")).ids
             if unquote(anchor) not in ids:
                 problems.append(f"broken anchor {href}")
-    problems += [f"remote asset {a}" for a in dom.remote_assets]
+    # MathJax loads its TeX extensions (e.g. boldsymbol) by absolute URL from the site itself:
+    # an asset on the page's own origin is local if the file is in the build
+    origin = f"http://127.0.0.1:{port}/"
+    for asset in dom.remote_assets:
+        if not asset.startswith(origin):
+            problems.append(f"remote asset {asset}")
+        elif not (root / unquote(urlsplit(asset).path).lstrip("/")).is_file():
+            problems.append(f"missing asset {asset}")
     text = " ".join(dom.text)
     if "<Figure size" in " ".join(dom.all_text):
         problems.append("a figure shows as its text repr instead of an image")
