@@ -1,0 +1,99 @@
+"""The GP likelihood by preconditioned conjugate gradients (BBMM)."""
+
+from __future__ import annotations
+
+import torch
+
+from mathkit.gp.backend import LOG_2PI, Backend
+from mathkit.linalg import lanczos_logdet, pivoted_cholesky
+
+
+class CGBackend(Backend):
+    """BBMM (Gardner et al. 2018): everything through products with :math:`\\hat K`, in row
+    blocks (cached while the matrix fits in ``cache_entries``)."""
+
+    deterministic = False
+    cache_entries = 1.5e8
+
+    def _blocks(self, A: torch.Tensor, B: torch.Tensor):
+        rows = max(1, int(2**23 // max(len(B), 1)))
+        return torch.split(torch.arange(len(A)), rows)
+
+    def _operator(self, kt: torch.Tensor, noise: torch.Tensor):
+        X = self.X
+        blocks = self._blocks(X, X)
+        cache = [self.kernel(X[b], X, kt) for b in blocks] if len(X) ** 2 <= self.cache_entries else None
+
+        def matmul(V: torch.Tensor) -> torch.Tensor:
+            parts = [(cache[i] if cache else self.kernel(X[b], X, kt)) @ V for i, b in enumerate(blocks)]
+            return torch.cat(parts) + noise * V
+
+        return matmul
+
+    def _preconditioner(self, kt: torch.Tensor, noise: torch.Tensor):
+        """Woodbury inverse and log-det of :math:`P = L_k L_k^\\top + \\sigma^2 I`."""
+        X = self.X
+        Lk = pivoted_cholesky(self.kernel.diag(X, kt), lambda i: self.kernel(X[i:i + 1], X, kt)[0],
+                              int(self.settings["precond_rank"]))
+        k = Lk.shape[1]
+        Lc = torch.linalg.cholesky(noise * torch.eye(k, dtype=X.dtype) + Lk.T @ Lk)
+
+        def solve(R: torch.Tensor) -> torch.Tensor:
+            return (R - Lk @ torch.cholesky_solve(Lk.T @ R, Lc)) / noise
+
+        logdet = (len(X) - k) * torch.log(noise) + 2 * torch.log(Lc.diagonal()).sum()
+        return Lk, solve, logdet
+
+    def _solve_all(self, kt, noise):
+        n, t = len(self.y), int(self.settings["n_probes"])
+        matmul = self._operator(kt, noise)
+        Lk, precond, logdet_p = self._preconditioner(kt, noise)
+        g = self._generator()
+        Z = Lk @ torch.randn(Lk.shape[1], t, generator=g, dtype=torch.float64) \
+            + torch.sqrt(noise) * torch.randn(n, t, generator=g, dtype=torch.float64)
+        res = self._cg(matmul, torch.cat([self.y[:, None], Z], 1), precond)
+        PZ = precond(Z)
+        logdet = logdet_p + lanczos_logdet(res, (Z * PZ).sum(0), range(1, t + 1))
+        alpha = res.solution[:, 0]
+        nll = 0.5 * self.y @ alpha + 0.5 * logdet + 0.5 * n * LOG_2PI
+        self.cg_iterations_ = int(res.n_iter.max())
+        return alpha, res.solution[:, 1:], PZ, float(nll), matmul, precond
+
+    def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+        th = theta.detach().clone().requires_grad_(True)
+        kt, noise = self._split(th)
+        with torch.no_grad():
+            solved = self._solve_all(kt.detach(), noise.detach())
+        self._last = (theta.detach().clone(), solved)
+        alpha, U, PZ, nll, _, _ = solved
+        # d(-lml) = -1/2 a^T dK a + 1/2 tr(K^-1 dK), the trace as E[(K^-1 z)^T dK (P^-1 z)].
+        right = torch.cat([alpha[:, None], PZ], 1)
+        coef = torch.full((right.shape[1],), 0.5 / PZ.shape[1], dtype=torch.float64)
+        coef[0] = -0.5
+        left = torch.cat([alpha[:, None], U], 1) * coef
+        for b in self._blocks(self.X, self.X):
+            (left[b] * (self.kernel(self.X[b], self.X, kt) @ right)).sum().backward()
+        (noise * (left * right).sum()).backward()
+        return nll, th.grad
+
+    def condition(self, theta: torch.Tensor) -> None:
+        cached = getattr(self, "_last", None)
+        if cached is not None and torch.equal(cached[0], theta):
+            solved = cached[1]
+        else:
+            with torch.no_grad():
+                solved = self._solve_all(*self._split(theta))
+        self.alpha, _, _, nll, self._matmul, self._precond = solved
+        self.theta, self.lml = theta, -nll
+
+    def predict(self, Xs: torch.Tensor, return_std: bool):
+        kt, _ = self._split(self.theta)
+        means, variances = [], []
+        for rows in self._blocks(Xs, self.X):
+            Ks = self.kernel(Xs[rows], self.X, kt)
+            means.append(Ks @ self.alpha)
+            if return_std:
+                # exact up to the CG tolerance; costs one batched solve per block of test points
+                V = self._cg(self._matmul, Ks.T.contiguous(), self._precond).solution
+                variances.append(self.kernel.diag(Xs[rows], kt) - (Ks.T * V).sum(0))
+        return torch.cat(means), (torch.cat(variances) if return_std else None)
