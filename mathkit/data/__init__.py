@@ -3,6 +3,7 @@
 from mathkit.data.demand import DemandData, simulate_demand
 from mathkit.data.flu import BoardingSchoolFlu, boarding_school_flu
 from mathkit.data.learners import LearnerPopulation, published_success_rate, simulate_learners
+from mathkit.data.toy import SmoothRegression, simulate_smooth_regression, smooth_function
 
 __all__ = [
     "DemandData",
@@ -12,4 +13,7 @@ __all__ = [
     "LearnerPopulation",
     "published_success_rate",
     "simulate_learners",
+    "SmoothRegression",
+    "simulate_smooth_regression",
+    "smooth_function",
 ]
