@@ -18,7 +18,7 @@ from torch.distributions import Distribution, Normal
 from mathkit._checks import check_finite
 from mathkit.numerics import log_ndtr
 
-__all__ = ["gaussian_nll", "censored_nll", "log_cdf", "log_sf"]
+__all__ = ["gaussian_nll", "censored_nll", "log_cdf", "log_sf", "pinball_loss", "negative_binomial_nll"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _REDUCTIONS = ("mean", "sum", "none")
@@ -203,4 +203,82 @@ def censored_nll(
         log_lik = torch.where(right, log_sf(dist, y), log_lik)
     if bool(left.any()):
         log_lik = torch.where(left, log_cdf(dist, y), log_lik)
+    return _reduce(-log_lik, reduction)
+
+
+def pinball_loss(y, pred, quantiles, reduction: str = "mean") -> torch.Tensor:
+    r"""Pinball (quantile) loss of predicted quantiles, the loss of quantile regression (Koenker & Bassett 1978).
+
+    .. math:: \rho_\tau(y - q) = \max\bigl(\tau (y - q),\ (\tau - 1)(y - q)\bigr),
+
+    minimised in expectation by the :math:`\tau`-quantile of :math:`Y`. Each column of
+    ``pred`` is the forecast of one level; the loss is averaged over the levels, then
+    reduced over observations (``reduction="mean"`` equals scikit-learn's
+    ``mean_pinball_loss`` averaged over the levels).
+
+    Args:
+        y: ``(n,)`` observations, finite and non-empty (integers promoted).
+        pred: ``(n, k)`` predicted quantiles, finite.
+        quantiles: ``(k,)`` levels, each strictly inside (0, 1).
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``"none"`` gives the ``(n,)`` per-point loss).
+
+    Raises:
+        ValueError: ``y`` empty or not finite, ``y`` not one-dimensional, ``pred`` not of shape
+            ``(n, k)``, a level outside (0, 1), unknown ``reduction``.
+    """
+    _check_reduction(reduction)
+    y = _check_y(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be one-dimensional (n,), got shape {tuple(y.shape)}")
+    pred = _as_loss_tensor("pred", pred, like=y)
+    levels = _as_loss_tensor("quantiles", quantiles, like=y).reshape(-1)
+    if not bool(((levels > 0) & (levels < 1)).all()) or levels.numel() == 0:
+        raise ValueError(f"quantiles must be levels strictly inside (0, 1), got {levels.tolist()}")
+    if pred.shape != (y.shape[0], levels.numel()):
+        raise ValueError(
+            f"pred must have shape (n, k) = ({y.shape[0]}, {levels.numel()}) for y of shape {tuple(y.shape)} "
+            f"and {levels.numel()} quantiles, got {tuple(pred.shape)}"
+        )
+    check_finite("pred", pred)
+    diff = y[:, None] - pred
+    return _reduce(torch.maximum(levels * diff, (levels - 1) * diff).mean(-1), reduction)
+
+
+def negative_binomial_nll(y, mean, concentration, reduction: str = "mean") -> torch.Tensor:
+    r"""Negative log-likelihood of counts ``y`` under the negative binomial with a given mean.
+
+    With mean :math:`\mu` and concentration :math:`r` (variance :math:`\mu + \mu^2 / r`; a Poisson
+    as :math:`r \to \infty`), the law used for sales counts by DeepAR (Salinas et al. 2020):
+
+    .. math::
+        -\log p(y) = -\log\Gamma(y + r) + \log\Gamma(r) + \log\Gamma(y + 1)
+                     + r \log\bigl(1 + \mu / r\bigr) - y \log\frac{\mu}{\mu + r}.
+
+    Args:
+        y: observed counts: finite, non-negative, integer-valued (any dtype; promoted to floating).
+        mean, concentration: finite and positive; each of exactly ``y``'s shape, or a scalar.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+
+    Raises:
+        ValueError: ``y`` empty, not finite, negative or not integer-valued; ``mean`` or
+            ``concentration`` not finite or not positive; a shape differing from ``y``'s;
+            unknown ``reduction``.
+    """
+    _check_reduction(reduction)
+    y = _check_y(y)
+    bad = (y < 0) | (y != torch.round(y))
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad.reshape(-1))[0])
+        raise ValueError(f"y must be non-negative integer counts, got {y.reshape(-1)[i].item()} at index {i}")
+    mean, r = _as_loss_tensor("mean", mean, like=y), _as_loss_tensor("concentration", concentration, like=y)
+    for name, value in (("mean", mean), ("concentration", r)):
+        _check_same_shape(name, value.shape, y)
+        check_finite(name, value)
+        if not bool((value > 0).all()):
+            raise ValueError(f"Expected parameter {name} of negative_binomial_nll to satisfy the constraint {name} > 0")
+    # log(mu / (mu + r)) = -log1p(r / mu): no cancellation for small or large mu
+    log_lik = (
+        torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
+        - r * torch.log1p(mean / r) - y * torch.log1p(r / mean)
+    )
     return _reduce(-log_lik, reduction)

@@ -10,7 +10,12 @@ last hidden state to a *head* that says what the forecast is:
 - :class:`TruncatedNormalHead` (``"truncated"``): :math:`\mathcal{N}_{[0,\infty)}(\mu, \sigma^2)`,
   trained by its negative log-likelihood;
 - :class:`CensoredTruncatedNormalHead` (``"censored"``): the same law, trained by
-  :func:`mathkit.losses.censored_nll` with the stock-out mask.
+  :func:`mathkit.losses.censored_nll` with the stock-out mask;
+- :class:`QuantileHead` (``"quantile"``): non-crossing quantiles at fixed levels, trained by
+  :func:`mathkit.losses.pinball_loss` (quantile regression, no distribution assumed);
+- :class:`NegativeBinomialHead` (``"negbin"``): a negative binomial law for counts, DeepAR's
+  head for sales (Salinas et al. 2020), trained by :func:`mathkit.losses.negative_binomial_nll`
+  on the counts in their original units.
 
 Scales are :math:`\operatorname{softplus}(\cdot) + \sigma_{\min}`, positive and bounded
 away from zero so that float32 training stays finite. :func:`make_windows` cuts series
@@ -33,18 +38,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, Normal
+from torch.distributions import Distribution, NegativeBinomial, Normal
 from tqdm import tqdm
 
 from mathkit._checks import as_float_array, check_finite
 from mathkit.distributions import TruncatedNormal
-from mathkit.losses import censored_nll, gaussian_nll
+from mathkit.losses import censored_nll, gaussian_nll, negative_binomial_nll, pinball_loss
 
 __all__ = [
     "PointHead",
     "GaussianHead",
     "TruncatedNormalHead",
     "CensoredTruncatedNormalHead",
+    "QuantileHead",
+    "NegativeBinomialHead",
     "SequenceForecaster",
     "Windows",
     "make_windows",
@@ -154,11 +161,89 @@ class CensoredTruncatedNormalHead(TruncatedNormalHead):
         return censored_nll(output, target, right_censored=right_censored)
 
 
+class QuantileHead(nn.Module):
+    r"""Forecasts of fixed quantile levels, trained by the pinball loss (quantile regression).
+
+    The outputs are non-crossing by construction: the lowest level is :math:`a_1`, each next
+    one adds :math:`\operatorname{softplus}(a_k)`. No law is assumed; calibration on new data
+    comes from the loss alone (or from conformalising, :func:`mathkit.regression.conformalize_interval`).
+
+    Args:
+        in_features: size of the hidden state.
+        quantiles: increasing levels strictly inside (0, 1).
+
+    Shapes: output ``(batch, k)``, column ``j`` the forecast of ``quantiles[j]``.
+    """
+
+    def __init__(self, in_features: int, quantiles=(0.1, 0.5, 0.9)):
+        super().__init__()
+        levels = torch.as_tensor(quantiles, dtype=torch.get_default_dtype()).reshape(-1)
+        if levels.numel() == 0 or not bool(((levels > 0) & (levels < 1)).all()) or not bool((levels.diff() > 0).all()):
+            raise ValueError(f"quantiles must be increasing levels strictly inside (0, 1), got {list(quantiles)!r}")
+        self.register_buffer("quantiles", levels)
+        self.linear = nn.Linear(in_features, levels.numel())
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        raw = self.linear(hidden)
+        steps = torch.cat([raw[..., :1], F.softplus(raw[..., 1:])], dim=-1)
+        return steps.cumsum(-1)
+
+    def loss(self, output: Tensor, target: Tensor, right_censored: Tensor | None = None) -> Tensor:
+        """Pinball loss averaged over the levels; censoring is ignored."""
+        return pinball_loss(target, output, self.quantiles.to(output.dtype))
+
+    def rescale(self, output: Tensor, unit: Tensor) -> Tensor:
+        """The quantiles in original units, for targets that were divided by ``unit``."""
+        return output * unit[:, None]
+
+
+class NegativeBinomialHead(nn.Module):
+    r"""A negative binomial law for counts, the head DeepAR uses for sales (Salinas et al. 2020).
+
+    From the hidden state, a mean :math:`\tilde\mu = \operatorname{softplus}(\cdot) + \mu_{\min}` and
+    a shape :math:`\tilde\alpha = \operatorname{softplus}(\cdot) + \alpha_{\min}` in scaled units; in
+    the series' units :math:`\mu = \nu \tilde\mu` and :math:`\alpha = \tilde\alpha / \sqrt{\nu}` for the
+    window's scale :math:`\nu` (DeepAR's rule), and the variance is :math:`\mu + \alpha \mu^2`
+    (concentration :math:`r = 1 / \alpha`). Its loss is evaluated on the counts in original
+    units (``counts = True`` tells :meth:`SequenceForecaster.loss` so).
+    """
+
+    counts = True
+
+    def __init__(self, in_features: int, min_mean: float = 1e-3, min_shape: float = 1e-3):
+        super().__init__()
+        for name, value in (("min_mean", min_mean), ("min_shape", min_shape)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and positive, got {value!r}")
+        self.linear = nn.Linear(in_features, 2)
+        self.min_mean, self.min_shape = float(min_mean), float(min_shape)
+
+    @staticmethod
+    def _law(mean: Tensor, concentration: Tensor) -> NegativeBinomial:
+        # torch's parameterisation: mean = total_count * exp(logits)
+        return NegativeBinomial(concentration, logits=mean.log() - concentration.log(), validate_args=False)
+
+    def forward(self, hidden: Tensor) -> NegativeBinomial:
+        raw_mean, raw_shape = self.linear(hidden).unbind(-1)
+        mean = F.softplus(raw_mean) + self.min_mean
+        return self._law(mean, 1.0 / (F.softplus(raw_shape) + self.min_shape))
+
+    def loss(self, output: NegativeBinomial, target: Tensor, right_censored: Tensor | None = None) -> Tensor:
+        """Negative binomial NLL of integer counts (``output`` and ``target`` in original units)."""
+        return negative_binomial_nll(target, output.mean, output.total_count)
+
+    def rescale(self, output: NegativeBinomial, unit: Tensor) -> NegativeBinomial:
+        """The law in original units: mean times ``unit``, shape divided by ``sqrt(unit)``."""
+        return self._law(output.mean * unit, output.total_count * unit.sqrt())
+
+
 HEADS: dict[str, type[nn.Module]] = {
     "point": PointHead,
     "gaussian": GaussianHead,
     "truncated": TruncatedNormalHead,
     "censored": CensoredTruncatedNormalHead,
+    "quantile": QuantileHead,
+    "negbin": NegativeBinomialHead,
 }
 
 
@@ -209,8 +294,13 @@ class SequenceForecaster(nn.Module):
         return self.head(states[:, -1])
 
     def loss(self, windows: Windows) -> Tensor:
-        """The head's training loss on a batch of windows (in scaled units)."""
-        return self.head.loss(self(windows.inputs), windows.target, windows.right_censored)
+        """The head's training loss on a batch of windows (in scaled units; a count head's in counts)."""
+        output = self(windows.inputs)
+        if getattr(self.head, "counts", False):
+            # a count law's likelihood is defined on the counts themselves, not on count / unit
+            counts = torch.round(windows.target * windows.unit)
+            return self.head.loss(self.head.rescale(output, windows.unit), counts, windows.right_censored)
+        return self.head.loss(output, windows.target, windows.right_censored)
 
     @torch.no_grad()
     def predict(self, windows: Windows) -> Tensor | Distribution:

@@ -37,6 +37,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.distributions import Distribution, Normal, constraints, transform_to
 
+from mathkit._checks import as_float_array
 from mathkit.distributions import GeneralizedBeta, TruncatedNormal
 from mathkit.losses import censored_nll
 
@@ -51,6 +52,8 @@ __all__ = [
     "truncated_normal",
     "generalized_beta",
     "FAMILIES",
+    "conformal_quantile",
+    "conformalize_interval",
 ]
 
 _F64 = torch.float64
@@ -513,3 +516,68 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         if reduction == "none":
             return values
         return float(values.sum() if reduction == "sum" else values.mean())
+
+
+def _check_coverage(coverage: float) -> float:
+    if isinstance(coverage, bool) or not isinstance(coverage, (int, float, np.floating)) or not 0 < coverage < 1:
+        raise ValueError(f"coverage must be a number strictly inside (0, 1), got {coverage!r}")
+    return float(coverage)
+
+
+def conformal_quantile(scores, coverage: float) -> float:
+    r"""The split-conformal threshold of calibration scores (Vovk et al. 2005; Lei et al. 2018).
+
+    For :math:`n` exchangeable nonconformity scores :math:`s_1, \dots, s_n` and a new one
+    :math:`s_{n+1}`, the :math:`\lceil (n + 1) c \rceil`-th smallest calibration score
+    :math:`\hat q` satisfies :math:`P(s_{n+1} \le \hat q) \ge c`, whatever the scores' law; it is
+    :math:`+\infty` when :math:`\lceil (n+1) c \rceil > n` (too few points for that coverage).
+
+    Args:
+        scores: ``(n,)`` finite calibration scores (e.g. absolute residuals, possibly divided by
+            a predicted scale), at least one.
+        coverage: the target probability :math:`c` in (0, 1).
+
+    Raises:
+        ValueError: ``scores`` empty, not one-dimensional or not finite; ``coverage`` outside (0, 1).
+    """
+    coverage = _check_coverage(coverage)
+    scores = as_float_array("scores", scores)
+    if scores.ndim != 1 or scores.size == 0:
+        raise ValueError(f"scores must be a non-empty one-dimensional array, got shape {scores.shape}")
+    rank = math.ceil((scores.size + 1) * coverage)
+    return math.inf if rank > scores.size else float(np.partition(scores, rank - 1)[rank - 1])
+
+
+def conformalize_interval(cal_lower, cal_upper, cal_y, lower, upper, coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Conformalised quantile regression (CQR, Romano, Patterson & Candès 2019).
+
+    Quantile forecasts :math:`[\hat q_{lo}(x), \hat q_{hi}(x)]` are widened (or narrowed) by the
+    conformal threshold :math:`\hat q` (:func:`conformal_quantile`) of the calibration scores
+    :math:`s_i = \max(\hat q_{lo}(x_i) - y_i,\ y_i - \hat q_{hi}(x_i))`, giving
+    :math:`[\hat q_{lo}(x) - \hat q,\ \hat q_{hi}(x) + \hat q]`, which covers a new exchangeable
+    point with probability at least ``coverage`` (marginally, not for each :math:`x`).
+
+    Args:
+        cal_lower, cal_upper, cal_y: ``(n,)`` quantile forecasts and outcomes on calibration data
+            that was not used to fit the quantiles' model.
+        lower, upper: ``(m,)`` quantile forecasts to be conformalised.
+        coverage: the target probability in (0, 1).
+
+    Returns:
+        The conformalised ``(lower, upper)``, float64 arrays of shape ``(m,)``.
+
+    Raises:
+        ValueError: arrays not finite, calibration arrays of different shapes, ``lower`` and
+            ``upper`` of different shapes, ``coverage`` outside (0, 1).
+    """
+    cal = [as_float_array(name, v) for name, v in (("cal_lower", cal_lower), ("cal_upper", cal_upper), ("cal_y", cal_y))]
+    if not (cal[0].shape == cal[1].shape == cal[2].shape) or cal[2].ndim != 1:
+        raise ValueError(
+            "cal_lower, cal_upper and cal_y must be one-dimensional of one shape, got "
+            f"{cal[0].shape}, {cal[1].shape}, {cal[2].shape}"
+        )
+    lower, upper = as_float_array("lower", lower), as_float_array("upper", upper)
+    if lower.shape != upper.shape:
+        raise ValueError(f"lower and upper must have one shape, got {lower.shape} and {upper.shape}")
+    margin = conformal_quantile(np.maximum(cal[0] - cal[2], cal[2] - cal[1]), coverage)
+    return lower - margin, upper + margin

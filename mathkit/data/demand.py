@@ -19,6 +19,11 @@ trend but neither weekdays nor promotions, with delivery noise
 fraction ``stockout_rate`` of the days runs out. The shop observes only
 :math:`\text{sales} = \min(D, S)`: sales are demand right-censored at the stock
 (Tobin, *Econometrica* 1958).
+
+With ``law="negative_binomial"`` the demand is instead an integer count with the same mean
+:math:`\mu_{pt}`, :math:`D_{pt} \sim \mathrm{NB}(\text{mean } \mu_{pt},\ \text{variance } \mu_{pt} + \mu_{pt}^2 / r)`:
+zeros on slow days, right-skewed, overdispersed (the law DeepAR fits to sales, Salinas et al. 2020).
+It is the "wrong world" for a model that assumes the truncated normal.
 """
 
 from __future__ import annotations
@@ -51,8 +56,9 @@ class DemandData:
         stockout: boolean, the day ran out of stock (``demand > stock``, so ``sales == stock``).
         promo: boolean, a promotion ran that day (planned, so known in advance).
         day_of_week: integer day of the week, 0 = Monday (shape ``(n_days,)``).
-        loc, scale: the truncated normal's parameters :math:`\\mu, \\sigma` per day.
-        mean_demand: the expected demand :math:`E[D]` of the truncated normal per day.
+        loc, scale: the truncated normal's parameters :math:`\\mu, \\sigma` per day (for
+            ``law="negative_binomial"``: the law's mean and standard deviation).
+        mean_demand: the expected demand :math:`E[D]` per day.
         splits: ``{"train", "val", "test"}`` -> ``slice`` of day indices, in time order.
     """
 
@@ -115,6 +121,8 @@ def simulate_demand(
     stockout_rate: float = 0.2,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     rng: np.random.Generator | int | None = None,
+    law: str = "truncated_normal",
+    concentration: float = 3.0,
 ) -> DemandData:
     r"""Simulate daily demand, stock and censored sales for ``n_products`` products.
 
@@ -133,6 +141,10 @@ def simulate_demand(
         split: fractions of the days in the train, validation and test periods; each
             period must get at least one day.
         rng: a ``numpy.random.Generator`` or an int seed; a fresh unseeded one when ``None``.
+        law: ``"truncated_normal"`` (continuous, the default) or ``"negative_binomial"``
+            (integer counts with mean :math:`\mu_{pt}`; ``noise`` is then unused).
+        concentration: :math:`r` of the negative binomial (finite, positive; smaller is
+            more overdispersed).
 
     Returns:
         A :class:`DemandData`.
@@ -154,6 +166,9 @@ def simulate_demand(
     levels = as_float_array("levels", levels)
     if levels.shape != (n_products,) or not np.all(levels > 0):
         raise ValueError(f"levels must be {n_products} positive numbers (one per product), got {levels!r}")
+    if law not in ("truncated_normal", "negative_binomial"):
+        raise ValueError(f"law must be 'truncated_normal' or 'negative_binomial', got {law!r}")
+    concentration = check_positive("concentration", concentration)
     splits = _split_slices(n_days, split)
     rng = as_generator(rng)
 
@@ -166,10 +181,15 @@ def simulate_demand(
 
     base = levels[:, None] * np.exp(growth * days / 365.0)
     loc = base * (1.0 + amplitude * _WEEKLY_SHAPE[day_of_week]) * np.where(promo, uplift, 1.0)
-    scale = noise * np.sqrt(loc)
-    lower = -loc / scale  # truncation at zero, in standard units
-    demand = stats.truncnorm.rvs(lower, np.inf, loc=loc, scale=scale, random_state=rng)
-    mean_demand = stats.truncnorm.mean(lower, np.inf, loc=loc, scale=scale)
+    if law == "negative_binomial":
+        # numpy's parameterisation: n = r successes, p = r / (r + mean)
+        demand = rng.negative_binomial(concentration, concentration / (concentration + loc)).astype(float)
+        scale, mean_demand = np.sqrt(loc + loc**2 / concentration), loc
+    else:
+        scale = noise * np.sqrt(loc)
+        lower = -loc / scale  # truncation at zero, in standard units
+        demand = stats.truncnorm.rvs(lower, np.inf, loc=loc, scale=scale, random_state=rng)
+        mean_demand = stats.truncnorm.mean(lower, np.inf, loc=loc, scale=scale)
 
     delivery = np.exp(_DELIVERY_NOISE * rng.standard_normal((n_products, n_days)))
     # Stock-out iff demand / (base * delivery) > k, so the (1 - rate) quantile of that
