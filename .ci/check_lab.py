@@ -139,8 +139,8 @@ def main() -> int:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(f"http://127.0.0.1:{port}/lab/tree/chapters/{copy.name}?token={token}")
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
-                # the notebook names no kernel (outputs and kernel metadata are stripped), so
-                # JupyterLab asks, as it asks a reader: take the default, Python 3
+                # JupyterLab may ask which kernel to start: take its default (Python 3), as a
+                # reader would
                 select = page.locator(".jp-Dialog button.jp-mod-accept")
                 try:
                     select.wait_for(timeout=20_000)
