@@ -115,6 +115,7 @@ def test_numbers_read_as_glue_formatted_them_and_figure_moves_into_its_cell():
     setup = nb.cells[1]
     assert "prose = SimpleNamespace()" in setup.source and "from myst_nb import glue" in setup.source
     assert setup.metadata["tags"] == ["remove-input", "remove-output"]
+    assert nb.metadata["mystnb"] == {"execution_mode": "inline"}
 
 
 def test_running_twice_changes_nothing():
@@ -129,7 +130,7 @@ def test_forward_reference_stays_glue_and_glue_call_is_kept():
     nb = chapter(forward=True)
     report = g2i.convert(nb, keep=set())
     assert report.forward == ["tau"]
-    assert nb.cells[2].source == "Early: {glue:text}`tau:.1f`."
+    assert nb.cells[2].source == "Early: {glue:text}`notebook.ipynb::tau:.1f`."
     result = run(nb)
     assert result["__glued__"]["tau"] == pytest.approx(2 * 3.141592653589793)
     assert result["tau"] == format(2 * 3.141592653589793, ".3f")

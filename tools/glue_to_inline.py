@@ -25,7 +25,12 @@ What stays glue (and is reported):
   right after the assignment, so both the other page and this one see the same value;
 - a number quoted in a markdown cell *before* the code cell that computes it (a forward
   reference): an inline expression cannot be evaluated before its value exists, so the role
-  stays ``{glue:text}`` and a warning names it; move the text or the computation to fix it.
+  becomes a reference to this page's own glue, ``{glue:text}`this_chapter.ipynb::key:.2f```,
+  which myst-nb resolves once the page has run; JupyterLab shows it as markup, and a warning
+  names it: move the text or the computation to fix it.
+
+A converted notebook gets ``"mystnb": {"execution_mode": "inline"}`` in its metadata, so myst-nb
+runs it while reading the page (the book's other notebooks keep ``_config.yml``'s mode).
 
 Anything the script cannot rewrite faithfully (a glue call inside an expression, an unknown
 ``{glue:figure}`` option, two glued figures in one cell) stops it with an error naming the cell;
@@ -63,6 +68,7 @@ FIGURE_OPTIONS = {"name": "figure", "align": "figure", "figwidth": "figure", "fi
                   "alt": "image", "width": "image", "height": "image", "scale": "image", "class": "image"}
 MAGIC = re.compile(r"^([ \t]*)([%!].*)$", re.MULTILINE)
 IDENTIFIER = re.compile(r"^[A-Za-z_]\w*$")
+EVAL_ROLE = "{eval}`"
 
 
 class ConversionError(ValueError):
@@ -197,8 +203,9 @@ def _parse_figure(match: re.Match, where: str) -> dict:
     return meta
 
 
-def convert(nb: nbformat.NotebookNode, keep: set[str], where: str = "notebook") -> Report:
-    """Convert ``nb`` in place; ``keep`` are glue keys other pages read. Returns what was done."""
+def convert(nb: nbformat.NotebookNode, keep: set[str], where: str = "notebook",
+            stem: str = "notebook") -> Report:
+    """Convert ``nb`` (the file ``stem``.ipynb) in place; ``keep``: glue keys other pages read."""
     report = Report()
     cells = nb.cells
 
@@ -241,8 +248,10 @@ def convert(nb: nbformat.NotebookNode, keep: set[str], where: str = "notebook") 
             if not defined_anywhere(key):
                 raise ConversionError(f"{where} cell {index}: {{glue}} key {key!r} is glued nowhere")
             if not defined_before(key, index):
+                # inline execution has not computed it yet: a reference to this page's glue,
+                # resolved when the whole page has run (JupyterLab cannot show it)
                 forward.add(key)
-                return match.group(0)
+                return f"{{glue:{kind or 'text'}}}`{stem}.ipynb::{body}`"
             report.numbers += 1
             return _eval_role(key, spec)
 
@@ -305,6 +314,9 @@ def convert(nb: nbformat.NotebookNode, keep: set[str], where: str = "notebook") 
 
     # 5. The setup cell: the namespace, and the glue import only while glue is still used.
     _fix_setup(nb, where)
+    if any(EVAL_ROLE in c.source for c in nb.cells if c.cell_type == "markdown"):
+        # {eval} needs a kernel while the page is read; other chapters keep the global mode
+        nb.metadata.setdefault("mystnb", {})["execution_mode"] = "inline"
 
     # 6. myst-nb (inline mode) runs a `remove-cell` cell only when the next shown code cell runs,
     #    so text after it would be evaluated too early; hidden input and output keep the order.
@@ -347,7 +359,7 @@ def convert_file(path: Path, pages: list[Path], write: bool = True) -> tuple[boo
     """Convert one notebook file; returns (changed, report)."""
     text = path.read_text(encoding="utf-8")
     nb = nbformat.reads(text, as_version=4)
-    report = convert(nb, external_keys(path, pages), where=str(path))
+    report = convert(nb, external_keys(path, pages), where=str(path), stem=path.stem)
     new = nbformat.writes(nb)
     changed = new != text
     if changed and write:
@@ -378,8 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: {verb}; {report.numbers} numbers, {len(report.figures)} figures; "
               f"glue kept for {', '.join(report.kept) or 'none'}")
         for key in report.forward:
-            print(f"  warning: {key!r} is quoted before the cell that computes it: left as "
-                  "{glue:text}, which JupyterLab cannot show", file=sys.stderr)
+            print(f"  warning: {key!r} is quoted before the cell that computes it: left as a "
+                  "glue reference, which JupyterLab cannot show", file=sys.stderr)
         if changed and args.check:
             status = max(status, 1)
     return status
