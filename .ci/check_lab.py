@@ -159,9 +159,19 @@ def main() -> int:
                 ran_s = time.time() - started
                 page.keyboard.press("Control+s")
                 time.sleep(3)
-                text = "\n".join(page.locator(".jp-MarkdownCell .jp-RenderedMarkdown").all_inner_texts())
+                # jupyterlab-myst renders a markdown cell into div.myst (the source stays in a
+                # hidden editor)
+                rendered = page.locator(".jp-MarkdownCell div.myst").all_inner_texts()
+                n_markdown = sum(1 for c in nb_source["cells"] if c["cell_type"] == "markdown")
+                if len(rendered) != n_markdown:
+                    problems.append(f"{len(rendered)} of {n_markdown} markdown cells rendered by MyST")
+                text = "\n".join(rendered)
                 problems += [f"raw markup visible: ...{text[max(0, i - 60):i + 60]!r}..."
                              for m in RAW_MARKUP for i in [text.find(m)] if i >= 0]
+                math_errors = page.locator(".jp-MarkdownCell div.myst :is(.katex-error, mjx-merror, "
+                                           "[data-mjx-error])").all_inner_texts()
+                if math_errors:
+                    problems.append(f"math that does not render: {math_errors[:5]}")
                 shown = page.locator(".jp-OutputArea-output img").count()
                 if shown < n_figures:
                     problems.append(f"{shown} images shown, the chapter has {n_figures} figures")
