@@ -119,11 +119,25 @@ def test_numbers_read_as_glue_formatted_them_and_figure_moves_into_its_cell():
 
 
 def test_running_twice_changes_nothing():
+    macros = g2i.book_macros(ROOT / "chapters" / "any.ipynb")
     nb = chapter(forward=True)
-    g2i.convert(nb, keep=set())
+    g2i.convert(nb, keep=set(), macros=macros)
     once = copy.deepcopy(nb)
-    g2i.convert(nb, keep=set())
+    g2i.convert(nb, keep=set(), macros=macros)
     assert nb == once
+
+
+def test_front_matter_declares_the_books_macros_for_jupyterlab():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    tex = config["sphinx"]["config"]["mathjax3_config"]["tex"]["macros"]
+    nb = chapter()
+    g2i.convert(nb, keep=set(), macros=g2i.book_macros(ROOT / "chapters" / "any.ipynb"))
+    first = nb.cells[0]
+    assert first.metadata["tags"] == ["remove-cell"] and nb.cells[1].source == "# Title"
+    front = yaml.safe_load(first.source.strip("-\n"))["math"]
+    assert front["\\N"] == tex["N"] == "\\mathcal{N}"
+    assert front["\\bm"] == tex["bm"][0]
+    assert len(front) == len(tex)
 
 
 def test_forward_reference_stays_glue_and_glue_call_is_kept():

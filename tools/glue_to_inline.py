@@ -29,6 +29,8 @@ What stays glue (and is reported):
   which myst-nb resolves once the page has run; JupyterLab shows it as markup, and a warning
   names it: move the text or the computation to fix it.
 
+The notebook's first cell becomes MyST front matter declaring the book's TeX macros (from
+``_config.yml``) for jupyterlab-myst, tagged ``remove-cell`` (the website has them already).
 A converted notebook gets ``"mystnb": {"execution_mode": "inline"}`` in its metadata, so myst-nb
 runs it while reading the page (the book's other notebooks keep ``_config.yml``'s mode).
 
@@ -48,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import yaml
 
 NAMESPACE = "prose"
 SETUP_LINE = f"{NAMESPACE} = SimpleNamespace()  # numbers quoted in the text, as {{eval}}`f\"{{{NAMESPACE}.name:.2f}}\"`"
@@ -203,9 +206,43 @@ def _parse_figure(match: re.Match, where: str) -> dict:
     return meta
 
 
+def book_macros(notebook: Path) -> dict[str, str] | None:
+    """The TeX macros of the book's ``_config.yml`` (the nearest one above ``notebook``)."""
+    for folder in notebook.resolve().parents:
+        config = folder / "_config.yml"
+        if config.is_file():
+            tex = yaml.safe_load(config.read_text())["sphinx"]["config"]["mathjax3_config"]["tex"]
+            return {"\\" + name: value if isinstance(value, str) else value[0]
+                    for name, value in tex["macros"].items()}
+    return None
+
+
+def _set_macros(nb: nbformat.NotebookNode, macros: dict[str, str]) -> None:
+    """First cell: MyST front matter with the book's macros, for jupyterlab-myst (KaTeX).
+
+    The website takes the macros from _config.yml (MathJax) and never sees this cell
+    (``remove-cell``); without it JupyterLab shows ``\\E`` in red and ``\\N`` as KaTeX's
+    blackboard N.
+    """
+    source = "---\n" + yaml.safe_dump({"math": dict(sorted(macros.items()))}, sort_keys=True,
+                                      allow_unicode=True, width=1000) + "---"
+    first = nb.cells[0] if nb.cells else None
+    if first is not None and first.cell_type == "markdown" and first.source.startswith("---\nmath:"):
+        first.source = source
+        first.metadata["tags"] = ["remove-cell"]
+    else:
+        cell = nbformat.v4.new_markdown_cell(source, metadata={"tags": ["remove-cell"]})
+        if any("id" in c for c in nb.cells):
+            cell["id"] = "tex-macros"  # fixed, so the conversion is deterministic
+        else:
+            cell.pop("id", None)
+        nb.cells.insert(0, cell)
+
+
 def convert(nb: nbformat.NotebookNode, keep: set[str], where: str = "notebook",
-            stem: str = "notebook") -> Report:
-    """Convert ``nb`` (the file ``stem``.ipynb) in place; ``keep``: glue keys other pages read."""
+            stem: str = "notebook", macros: dict[str, str] | None = None) -> Report:
+    """Convert ``nb`` (the file ``stem``.ipynb) in place; ``keep``: glue keys other pages read;
+    ``macros``: TeX macros to declare for JupyterLab in a front-matter cell."""
     report = Report()
     cells = nb.cells
 
@@ -314,6 +351,8 @@ def convert(nb: nbformat.NotebookNode, keep: set[str], where: str = "notebook",
 
     # 5. The setup cell: the namespace, and the glue import only while glue is still used.
     _fix_setup(nb, where)
+    if macros:
+        _set_macros(nb, macros)
     if any(EVAL_ROLE in c.source for c in nb.cells if c.cell_type == "markdown"):
         # {eval} needs a kernel while the page is read; other chapters keep the global mode
         nb.metadata.setdefault("mystnb", {})["execution_mode"] = "inline"
@@ -359,7 +398,8 @@ def convert_file(path: Path, pages: list[Path], write: bool = True) -> tuple[boo
     """Convert one notebook file; returns (changed, report)."""
     text = path.read_text(encoding="utf-8")
     nb = nbformat.reads(text, as_version=4)
-    report = convert(nb, external_keys(path, pages), where=str(path), stem=path.stem)
+    report = convert(nb, external_keys(path, pages), where=str(path), stem=path.stem,
+                     macros=book_macros(path))
     new = nbformat.writes(nb)
     changed = new != text
     if changed and write:
