@@ -23,6 +23,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlsplit
 
+import yaml
+
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-quic",
@@ -163,16 +165,29 @@ def check_page(page: Path, root: Path, port: int, shots: Path | None) -> list[st
     text = " ".join(dom.text)
     if "<Figure size" in " ".join(dom.all_text):
         problems.append("a figure shows as its text repr instead of an image")
+    if re.search(r"\{(?:glue|eval)(?::\w+)?\}", text):
+        problems.append("raw {glue}/{eval} markup in the text")
     stray = re.findall(r"\$\\[A-Za-z]+|\\(?:frac|tfrac|operatorname|mathrm)\{", text)
     if stray:
         problems.append(f"unrendered TeX in the text: {sorted(set(stray))[:5]}")
     source_ipynb = root / "_sources" / Path(rel).with_suffix(".ipynb")
     if source_ipynb.exists():
-        if not any("mybinder.org" in h for h in dom.links):
-            problems.append("notebook page without a Binder launch button")
+        binder = binder_link(Path(rel).with_suffix(".ipynb").as_posix())
+        if binder not in dom.links:
+            problems.append(f"notebook page without the Binder launch link {binder}")
         if not any(h.endswith(".ipynb") for h in dom.links):
             problems.append("notebook page without an .ipynb download")
     return [f"{rel}: {p}" for p in problems]
+
+
+def binder_link(notebook: str) -> str:
+    """The launch link _config.yml asks for: JupyterLab on the notebook, in the named repository."""
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "_config.yml").read_text())
+    repo, launch = config["repository"], config["launch_buttons"]
+    slug = urlsplit(repo["url"]).path.strip("/")
+    path = "/".join(p for p in (repo.get("path_to_book", "").strip("/"), notebook) if p)
+    return (f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{slug}/{repo['branch']}"
+            f"?urlpath=lab/tree/{path}")
 
 
 def main() -> int:
