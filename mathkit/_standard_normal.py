@@ -6,7 +6,7 @@ standardises the laws' bounds and values, then calls these). Every function take
 tensors of one shape (or broadcastable, where stated) and keeps the far tails relatively
 exact; those with gradients have them finite wherever the mathematical one is.
 
-- tails and masses: ``double_tail`` (:math:`2\Phi(-|x|)`), ``double_mass``, ``to_lower_side``,
+- tails and masses: ``double_tail`` (:math:`2\Phi(-|x|)`), ``double_cdf`` (:math:`2\Phi(x)`), ``double_mass``, ``to_lower_side``,
   ``log_normal_mass`` (autograd) and ``log_normal_mass_value`` (values only), ``MASS_FLOOR``;
 - log-space: ``log_ndtr``, ``inverse_mills``, ``log1mexp``, ``log_diff_exp``, ``ndtri_exp``,
   ``log_normal_pdf``, ``density_over_mass`` (:math:`\phi(x)/M` from :math:`\log M`);
@@ -182,6 +182,14 @@ def double_tail(x: torch.Tensor) -> torch.Tensor:
     No autograd (in-place steps).
     """
     return torch.mul(x, SQRT_HALF).abs_().clamp_(max=_ERFC_ARG_MAX).erfc_()
+
+
+def double_cdf(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`2\Phi(x) = \mathrm{erfc}(-x/\sqrt2)`, relatively exact for :math:`x \le 0` down to
+    float64's smallest numbers (then 0, exactly 0 at :math:`-\infty`); for :math:`x > 0` exact only in
+    absolute terms. Unlike ``double_tail``, not clamped: callers sample or invert it and redo by index
+    what falls below ``MASS_FLOOR``. No autograd (in-place steps)."""
+    return torch.mul(x, -SQRT_HALF).erfc_()
 
 
 def double_mass(tail_a: torch.Tensor, tail_b: torch.Tensor, central: torch.Tensor) -> torch.Tensor:

@@ -20,9 +20,11 @@ from mathkit._elementwise import chain, chunked
 from mathkit._standard_normal import (
     MASS_FLOOR,
     density_over_mass,
+    double_cdf,
     double_tail,
     log_normal_mass_value,
     log_normal_pdf,
+    to_lower_side,
 )
 from mathkit.distributions._standardization import needs_grad
 from mathkit.distributions._truncated_standard_quantile import quantile_in_log_space
@@ -33,7 +35,9 @@ def standard_draws(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     (differentiable in :math:`\alpha, \beta`) when gradients are needed."""
     if needs_grad(alpha, beta):
         u = uniform_open(alpha.shape, alpha.device)
-        return StandardDraw.apply(alpha, beta, u, double_tail(alpha.detach()), double_tail(beta.detach()))
+        return StandardDraw.apply(alpha, beta, u)
+    if not len(alpha) or (alpha.max() < REJECTION_FROM and beta.min() > -REJECTION_FROM):
+        return draws_by_inversion(alpha, beta)  # (two reductions: cheaper than the masks below)
     tail = (alpha >= REJECTION_FROM) | (beta <= -REJECTION_FROM)
     (by_rejection,) = torch.nonzero(tail, as_tuple=True)
     if not len(by_rejection):
@@ -54,44 +58,53 @@ def uniform_open(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return torch.rand(shape, dtype=torch.float64, device=device).clamp_(min=2.0**-54)
 
 
-def standard_draw_value(alpha, beta, u, tails) -> torch.Tensor:
-    r"""Solve :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` for N(0,1) draws on :math:`[\alpha, \beta]`
-    (flat float64, no autograd; ``tails``: ``double_tail`` of :math:`\alpha, \beta`).
+#: Above this probability (central intervals only), ``1 - p`` has lost digits to rounding: those
+#: draws are redone from the small tail at the far bound.
+_UPPER_PART = 0.999
 
-    With the doubled small tails :math:`t = 2\Phi(-|x|)` at the bounds, a one-sided interval
-    gives :math:`2\Phi(\mp z) = (1-u)t_\alpha + u t_\beta` (the sign of the side: below 0,
-    :math:`\Phi(z)`; above, :math:`\Phi(-z)`, the same equation); a central one gives both
-    :math:`2\Phi(z) = (1-u)t_\alpha + u(2 - t_\beta)` and :math:`2\Phi(-z) = (1-u)(2 - t_\alpha) + u t_\beta`.
-    All are sums of positive terms; the smaller probability is inverted by ``ndtri``. Masses
-    whose bound probabilities approach underflow are solved in log space, by index.
+
+def standard_draw_value(alpha: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""N(0,1) draws on :math:`[\alpha, \beta]` by inverting the cdf at ``u`` (flat float64, no autograd).
+
+    On the side of 0 where the endpoint probabilities are lower tails (``to_lower_side``:
+    :math:`[lo, hi]` is :math:`[\alpha, \beta]`, or its mirror :math:`[-\beta, -\alpha]` when
+    :math:`\alpha + \beta > 0`), :math:`2\Phi(lo) = \mathrm{erfc}(-lo/\sqrt2)` is relatively exact,
+    and so is :math:`2\Phi(hi)` when :math:`hi \le 0`; then
+
+    .. math:: p = \Phi(lo) + u\,\big(\Phi(hi) - \Phi(lo)\big), \qquad z = \pm\,\mathrm{ndtri}(p),
+
+    relatively exact too (the rounding of the difference is relative to :math:`\Phi(hi) \le p/u`),
+    with the sign undoing the mirror. So :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)`, with
+    :math:`1 - u` in place of :math:`u` for mirrored intervals. One ``erfc`` per bound, one
+    ``ndtri`` and about ten other passes over the slice; two rare cases are redone by index: :math:`p`
+    above ``_UPPER_PART`` (central intervals only; :math:`1 - p` then comes from the small tail at
+    :math:`hi`), and intervals whose probabilities approach underflow (:math:`\Phi(hi)` below
+    ``MASS_FLOOR``: solved in log space).
     """
-    tail_a, tail_b = tails
-    central = ((alpha < 0) & (beta > 0)).to(u.dtype)  # a float mask: multiplying by a bool one is slow
-    v = 1.0 - u
-    # 2 Phi(beta) and 2 Phi(-alpha) for central intervals (2 - tail), the tails otherwise
-    twice_central = torch.mul(central, 2.0)
-    sign = torch.sub(1.0, twice_central)
-    far_b = torch.addcmul(twice_central, tail_b, sign)
-    far_a = torch.addcmul(twice_central, tail_a, sign)
-    below = torch.mul(v, tail_a).addcmul_(u, far_b)
-    above = torch.mul(v, far_a).addcmul_(u, tail_b)  # equal to `below` for one-sided intervals
-    # ndtri(p <= 1/2) <= 0: positive draws are those of right tails and central draws above the median
-    positive = (below > above) | (alpha >= 0)
-    z = torch.special.ndtri(torch.minimum(below, above).mul_(0.5))
-    z.copysign_(positive.to(z.dtype).sub_(0.5))
-    # bound probabilities below MASS_FLOOR (one-sided intervals only): log space
-    largest_tail = torch.maximum(tail_a, tail_b).add_(twice_central)
-    if len(largest_tail) and largest_tail.min() < 2.0 * MASS_FLOOR:
-        (deep,) = torch.nonzero(largest_tail < 2.0 * MASS_FLOOR, as_tuple=True)
-        a, b = alpha[deep], beta[deep]
-        z[deep] = quantile_in_log_space(a, b, log_normal_mass_value(a, b, b - a), u[deep], v[deep])
+    mirrored = torch.add(alpha, beta).gt_(0.0)  # 1.0 where the interval is mirrored, else 0.0
+    lo, hi = to_lower_side(alpha, beta)
+    cdf_lo, cdf_hi = double_cdf(lo), double_cdf(hi)
+    p = torch.lerp(cdf_lo, cdf_hi, u).mul_(0.5)  # (lerp: w(hi - lo) added to lo below w = 1/2, from hi above)
+    z = torch.special.ndtri(p)
+    if len(p) and p.max() > _UPPER_PART:
+        (top,) = torch.nonzero(p > _UPPER_PART, as_tuple=True)
+        u_top = u.index_select(0, top)
+        # Phi(-z) = (1 - u) Phi(-lo) + u Phi(-hi), the last from the small tail at hi > 0
+        q = torch.mul(cdf_lo.index_select(0, top), -0.5).add_(1.0).mul_(1.0 - u_top)
+        q.addcmul_(u_top, double_tail(hi.index_select(0, top)), value=0.5)
+        z.index_copy_(0, top, torch.special.ndtri(q).neg_())
+    z = torch.addcmul(z, z, mirrored, value=-2.0)  # -z where mirrored
+    if len(p) and cdf_hi.min() < 2.0 * MASS_FLOOR:
+        (deep,) = torch.nonzero(cdf_hi < 2.0 * MASS_FLOOR, as_tuple=True)
+        a, b, w = alpha[deep], beta[deep], u[deep]
+        w = torch.where(mirrored[deep] > 0, 1.0 - w, w)
+        z[deep] = quantile_in_log_space(a, b, log_normal_mass_value(a, b, b - a), w, 1.0 - w)
     return z
 
 
 def draws_by_inversion(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     """Standard draws on :math:`[\\alpha, \\beta]` by ``standard_draw_value`` (flat float64, no autograd)."""
-    return standard_draw_value(alpha, beta, uniform_open(alpha.shape, alpha.device),
-                                (double_tail(alpha), double_tail(beta)))
+    return standard_draw_value(alpha, beta, uniform_open(alpha.shape, alpha.device))
 
 
 #: ``sample`` draws intervals whose near end is at least this many standard deviations from
@@ -139,15 +152,15 @@ def _exponential_proposals(lo, rate, inside, peak, excess) -> tuple[torch.Tensor
 
 class StandardDraw(torch.autograd.Function):
     r"""``standard_draw_value`` with the implicit reparameterisation gradient: differentiating
-    :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` at fixed :math:`u`,
-    :math:`\partial z/\partial\alpha = (1-u)\,\phi(\alpha)/\phi(z)` and
-    :math:`\partial z/\partial\beta = u\,\phi(\beta)/\phi(z)`, formed from logs (finite far out,
+    :math:`\Phi(z) = (1-w)\Phi(\alpha) + w\Phi(\beta)` at fixed :math:`w` (:math:`w = u`, or
+    :math:`1 - u` for mirrored intervals), :math:`\partial z/\partial\alpha = (1-w)\,\phi(\alpha)/\phi(z)`
+    and :math:`\partial z/\partial\beta = w\,\phi(\beta)/\phi(z)`, formed from logs (finite far out,
     0 at an infinite bound)."""
 
     @staticmethod
-    def forward(ctx, alpha, beta, u, tail_a, tail_b):
+    def forward(ctx, alpha, beta, u):
         def part(rows: slice) -> torch.Tensor:
-            return standard_draw_value(alpha[rows], beta[rows], u[rows], (tail_a[rows], tail_b[rows]))
+            return standard_draw_value(alpha[rows], beta[rows], u[rows])
 
         z = chunked(part, u.numel(), u)
         ctx.save_for_backward(alpha, beta, u, z)
@@ -157,8 +170,9 @@ class StandardDraw(torch.autograd.Function):
     def backward(ctx, grad):
         alpha, beta, u, z = ctx.saved_tensors
         log_pdf_z = log_normal_pdf(z)
-        d_alpha = density_over_mass(alpha, log_pdf_z - torch.log1p(-u))
-        d_beta = density_over_mass(beta, log_pdf_z - torch.log(u))
-        return chain(grad, d_alpha), chain(grad, d_beta), None, None, None
-
-
+        log_u, log_v = torch.log(u), torch.log1p(-u)
+        mirrored = alpha + beta > 0
+        log_w, log_1mw = torch.where(mirrored, log_v, log_u), torch.where(mirrored, log_u, log_v)
+        d_alpha = density_over_mass(alpha, log_pdf_z - log_1mw)
+        d_beta = density_over_mass(beta, log_pdf_z - log_w)
+        return chain(grad, d_alpha), chain(grad, d_beta), None

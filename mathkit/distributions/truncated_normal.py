@@ -48,22 +48,23 @@ class TruncatedNormal(NormalOnInterval):
     bound taken from the Mills-ratio continued fraction, which do not cancel
     (the textbook form loses 7 digits of the variance on [38, 40]).
 
-    ``icdf`` and ``rsample`` invert the cdf: on the side of 0 where the endpoint
-    probabilities are relatively exact, :math:`\Phi(z)` and :math:`\Phi(-z)` are
-    formed as sums of positive terms and the smaller is inverted by ``ndtri``;
-    where those probabilities approach underflow (masses below 1e-290), the same
+    ``icdf`` and ``rsample`` invert the cdf on the side of 0 where the endpoint
+    probabilities are lower tails, relatively exact (the interval or its mirror image):
+    there :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` (for the mirror image,
+    :math:`-\beta` and :math:`-\alpha`) is a sum of positive terms, inverted by
+    ``ndtri``; where those probabilities approach underflow (masses below 1e-290), the same
     equation is solved in log space by :func:`mathkit.numerics.ndtri_exp`. Draws
     are exact in the far tails, reparameterised (gradients reach all four
     parameters), and clamped into :math:`[\ell, h]` against the last rounding.
     Without gradients (``sample``, or ``rsample`` under ``torch.no_grad``), intervals
     whose near end is 8 or more standard deviations out are drawn instead by Robert's
-    (1995) exponential rejection sampler, exact and free of special functions, and
-    long batches are processed in cache-sized slices with no full-size intermediates
-    (also for ``log_prob``, ``log_cdf`` and ``log_sf``). The two samplers give different
-    draws for the same seed, each from the same law; which one runs depends only on whether
-    gradients are needed, never on what an earlier call cached, so ``sample()`` after a
-    seed gives the same draws whatever was computed before. ``icdf`` has the implicit
-    gradients of :math:`F(x) = q` in all four parameters and in :math:`q`.
+    (1995) exponential rejection sampler, exact and free of special functions. Every
+    operation runs the same math with or without gradients; without them, long batches
+    are processed in cache-sized slices with no full-size intermediates. The two samplers
+    give different draws for the same seed, each from the same law; which one runs depends
+    only on whether gradients are needed, never on what an earlier call computed, so
+    ``sample()`` after a seed gives the same draws whatever was computed before. ``icdf`` has
+    the implicit gradients of :math:`F(x) = q` in all four parameters and in :math:`q`.
     Burkardt, *The truncated normal distribution* (2014) collects the formulas.
 
     Args:
