@@ -1,29 +1,20 @@
-"""mathkit.distributions against scipy.stats, mpmath at 50 digits, and torch's distribution contract."""
+"""TruncatedNormal against mpmath at 50 digits, scipy.stats.truncnorm, and its own identities."""
 
 import math
 
 import mpmath
 import numpy as np
 import pytest
-import scipy.special as sc
 import scipy.stats as ss
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mathkit.distributions import CensoredNormal, GeneralizedBeta, TruncatedNormal
+from law_helpers import INF, t64, tn
+
+from mathkit.distributions import TruncatedNormal
 
 mpmath.mp.dps = 50
-INF = math.inf
-F64 = torch.float64
-
-
-def t64(values, requires_grad=False):
-    return torch.tensor(values, dtype=F64, requires_grad=requires_grad)
-
-
-def tn(loc, scale, low, high, **kwargs):
-    return TruncatedNormal(t64(loc), t64(scale), t64(low), t64(high), **kwargs)
 
 
 # ================================================================ mpmath oracle for TruncatedNormal
@@ -209,47 +200,6 @@ def test_matches_scipy_truncnorm_on_random_parameters():
     np.testing.assert_allclose(d.mean.numpy(), ref.mean(), rtol=1e-9, atol=1e-9)
 
 
-# ================================================================ torch contract
-@pytest.mark.parametrize("prefix", [(), (2,), (2, 1)])
-def test_batch_shapes_expand_and_sample_shapes(prefix):
-    loc = torch.zeros(prefix + (3,), dtype=F64)
-    for d in (TruncatedNormal(loc, 1.0, -1.0, t64([0.5, 2.0, INF])), CensoredNormal(loc, 1.0, -1.0, 2.0),
-              GeneralizedBeta(loc + 2.0, 3.0, -1.0, 2.0)):
-        assert d.batch_shape == prefix + (3,) and d.event_shape == ()
-        s = d.rsample((4,))
-        assert s.shape == (4,) + prefix + (3,)
-        assert d.log_prob(s).shape == s.shape and d.log_cdf(s).shape == s.shape and d.log_sf(s).shape == s.shape
-        e = d.expand((5,) + prefix + (3,))
-        assert e.batch_shape == (5,) + prefix + (3,) and e.sample().shape == e.batch_shape
-        torch.testing.assert_close(e.mean[0], d.mean)
-        assert bool(d.support.check(s).all())
-
-
-def test_validation_errors_use_torch_wording():
-    with pytest.raises(ValueError, match=r"Expected parameter scale .* to satisfy the constraint FinitePositive\(\)"):
-        tn(0.0, -1.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match=r"Expected parameter scale .* to satisfy the constraint FinitePositive\(\)"):
-        tn(0.0, INF, 0.0, 1.0)
-    with pytest.raises(ValueError, match=r"Expected parameter loc .* to satisfy the constraint FiniteReal\(\)"):
-        CensoredNormal(t64(-INF), t64(1.0))
-    with pytest.raises(ValueError, match="low < high"):
-        tn(0.0, 1.0, math.nan, 1.0)
-    with pytest.raises(ValueError, match="low < high"):
-        tn(0.0, 1.0, 1.0, 1.0)
-    with pytest.raises(ValueError, match="low < high"):
-        CensoredNormal(t64(0.0), t64(1.0), t64(2.0), t64(1.0))
-    with pytest.raises(ValueError, match=r"Expected parameter concentration1"):
-        GeneralizedBeta(t64(-1.0), t64(1.0), 0.0, 1.0)
-    with pytest.raises(ValueError, match="finite"):
-        GeneralizedBeta(t64(1.0), t64(1.0), 0.0, INF)
-    with pytest.raises(ValueError, match="within the support"):
-        tn(0.0, 1.0, 0.0, 1.0).log_prob(t64(1.5))
-    with pytest.raises(ValueError, match="within the support"):
-        tn(0.0, 1.0, 0.0, 1.0).icdf(t64(1.5))
-    # without validation, outside the support is simply impossible
-    assert tn(0.0, 1.0, 0.0, 1.0, validate_args=False).log_prob(t64(1.5)).item() == -INF
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_samples_stay_in_the_support_and_cdf_inverts_icdf(case):
     torch.manual_seed(0)
@@ -353,18 +303,6 @@ def test_samples_near_and_far_match_the_cdf(a, b):
     assert ss.kstest(u, "uniform").pvalue > 1e-3
 
 
-@pytest.mark.parametrize("a, b", [(0.5, INF), (1.0, 1.3), (2.0, 2.01), (3.0, INF), (4.0, 30.0)])
-def test_rejection_sampler_is_exact_for_near_tails_too(a, b):
-    """The rejection sampler itself, where `sample` does not use it (acceptance down to ~0.8)."""
-    from mathkit.distributions import _right_tail_by_rejection
-
-    torch.manual_seed(5)
-    n = 200_000
-    draws = _right_tail_by_rejection(torch.full((n,), a, dtype=F64), torch.full((n,), b, dtype=F64)).numpy()
-    assert draws.min() >= a and draws.max() <= b
-    assert ss.kstest(ss.truncnorm.cdf(draws, a, b), "uniform").pvalue > 1e-3
-
-
 def _random_laws(n, seed):
     rng = np.random.default_rng(seed)
     loc, scale = rng.normal(0.0, 5.0, n), rng.uniform(0.2, 3.0, n)
@@ -425,100 +363,6 @@ def test_properties_monotone_cdf_finite_gradients_samples_inside(loc, scale, a, 
     assert all(torch.isfinite(p.grad) for p in params)
 
 
-# ================================================================ CensoredNormal
-def test_censored_normal_is_the_tobit_law():
-    d = CensoredNormal(t64(1.0), t64(2.0), t64(0.0), t64(3.0))
-    y = t64([0.0, 0.5, 2.9, 3.0])
-    ref = ss.norm(1.0, 2.0)
-    expected = [ref.logcdf(0.0), ref.logpdf(0.5), ref.logpdf(2.9), ref.logsf(3.0)]
-    np.testing.assert_allclose(d.log_prob(y).numpy(), expected, rtol=1e-14)
-    np.testing.assert_allclose(d.log_cdf(y).numpy(), [ref.logcdf(0.0), ref.logcdf(0.5), ref.logcdf(2.9), 0.0], rtol=1e-14)
-    np.testing.assert_allclose(d.log_sf(y).numpy(), [ref.logsf(0.0), ref.logsf(0.5), ref.logsf(2.9), -INF], rtol=1e-14)
-    # far tails stay finite: the mass at a bound 40 sd away
-    far = CensoredNormal(t64(0.0), t64(1.0), t64(-40.0), t64(40.0))
-    assert far.log_prob(t64(40.0)).item() == pytest.approx(ss.norm.logsf(40.0), rel=1e-13)
-
-
-def test_censored_normal_moments_and_samples():
-    d = CensoredNormal(t64([1.0, 0.0]), t64([2.0, 1.0]), t64([0.0, -INF]), t64([3.0, 0.5]))
-    # E[clamp(X)] and Var by quadrature of the mixture (scipy), an independent route
-    for i, (m, s, lo, hi) in enumerate([(1.0, 2.0, 0.0, 3.0), (0.0, 1.0, -INF, 0.5)]):
-        ref = ss.norm(m, s)
-        inner = ref.expect(lambda x: x, lb=lo, ub=hi) if math.isfinite(lo) else ref.expect(lambda x: x, ub=hi)
-        inner2 = ref.expect(lambda x: x * x, lb=lo, ub=hi) if math.isfinite(lo) else ref.expect(lambda x: x * x, ub=hi)
-        p_lo = ref.cdf(lo) if math.isfinite(lo) else 0.0
-        mean = inner + p_lo * (lo if math.isfinite(lo) else 0.0) + ref.sf(hi) * hi
-        second = inner2 + p_lo * (lo**2 if math.isfinite(lo) else 0.0) + ref.sf(hi) * hi**2
-        assert d.mean[i].item() == pytest.approx(mean, rel=1e-9)
-        assert d.variance[i].item() == pytest.approx(second - mean**2, rel=1e-8)
-    torch.manual_seed(0)
-    s = d.rsample((5000,))
-    assert bool(d.support.check(s).all())
-    assert (s[:, 0] == 0.0).float().mean().item() == pytest.approx(ss.norm(1, 2).cdf(0.0), abs=0.03)
-    q = t64([0.1, 0.5, 0.99])
-    np.testing.assert_allclose(d.icdf(q.unsqueeze(-1).expand(3, 2))[:, 1].numpy(), np.minimum(ss.norm.ppf(q.numpy()), 0.5))
-
-
-# ================================================================ GeneralizedBeta
-BETA_CASES = [(2.0, 3.0, 1.0, 3.0), (0.5, 0.7, -1.0, 1.0), (30.0, 2.0, 0.0, 10.0), (1.0, 1.0, 5.0, 6.0), (200.0, 300.0, 0.0, 1.0)]
-
-
-@pytest.mark.parametrize("case", BETA_CASES)
-def test_generalized_beta_matches_scipy(case):
-    a, b, low, high = case
-    d = GeneralizedBeta(*(t64(v) for v in case))
-    ref = ss.beta(a, b, loc=low, scale=high - low)
-    u = np.array([1e-12, 1e-6, 0.01, 0.2, 0.5, 0.8, 0.99, 1 - 1e-6, 1 - 1e-10])
-    x = low + (high - low) * u
-    xt = torch.from_numpy(x)
-    np.testing.assert_allclose(d.log_prob(xt).numpy(), ref.logpdf(x), rtol=1e-10)
-    # mpmath at 50 digits: scipy underflows to -inf in the far tails, where ours stays finite
-    # (at the unit point the float x really represents: (x - low)/(high - low) rounds like ours)
-    u_eff = (x - low) / (high - low)
-    # both tails as lower integrals (I_{1-u}(b, a) for the upper one), so each is
-    # exact at 50 digits however small; log1p(-smaller) gives the other log
-    lower = [mpmath.betainc(a, b, 0, v, regularized=True) for v in u_eff]
-    upper = [mpmath.betainc(b, a, 0, 1 - mpmath.mpf(v), regularized=True) for v in u_eff]
-    mp_cdf = [mpmath.log(lo) if lo < up else mpmath.log1p(-up) for lo, up in zip(lower, upper)]
-    mp_sf = [mpmath.log(up) if up < lo else mpmath.log1p(-lo) for lo, up in zip(lower, upper)]
-    np.testing.assert_allclose(d.log_cdf(xt).numpy(), np.array(mp_cdf, dtype=float), rtol=1e-10, atol=1e-300)
-    np.testing.assert_allclose(d.log_sf(xt).numpy(), np.array(mp_sf, dtype=float), rtol=1e-10, atol=1e-300)
-    finite = np.isfinite(ref.logcdf(x))
-    np.testing.assert_allclose(d.log_cdf(xt).numpy()[finite], ref.logcdf(x)[finite], rtol=1e-10)
-    assert d.mean.item() == pytest.approx(ref.mean(), rel=1e-13)
-    assert d.variance.item() == pytest.approx(ref.var(), rel=1e-12)
-    assert d.entropy().item() == pytest.approx(ref.entropy(), rel=1e-10, abs=1e-12)
-    assert d.log_cdf(t64([low - 1.0, high])).tolist() == [-INF, 0.0]
-
-
-def test_generalized_beta_samples_gradients_and_ks():
-    params = [t64(v, requires_grad=True) for v in (2.0, 5.0, -1.0, 4.0)]
-    d = GeneralizedBeta(*params)
-    torch.manual_seed(0)
-    s = d.rsample((20_000,))
-    assert bool(d.support.check(s).all())
-    assert ss.ks_2samp(s.detach().numpy(), ss.beta(2, 5, loc=-1, scale=5).rvs(20_000, random_state=0)).pvalue > 1e-3
-    s.mean().backward()
-    assert all(torch.isfinite(p.grad) for p in params)
-    # d/dy log F(y) = p(y)/F(y)
-    y = t64([0.0, 1.5], requires_grad=True)
-    (grad,) = torch.autograd.grad(d.log_cdf(y).sum(), y)
-    torch.testing.assert_close(grad, (d.log_prob(y) - d.log_cdf(y)).exp().detach(), rtol=1e-9, atol=0)
-
-
-def test_generalized_beta_log_cdf_gradient_in_the_concentrations():
-    # against central differences of scipy's regularised incomplete beta (an independent routine)
-    a, b = t64(2.5, requires_grad=True), t64(3.5, requires_grad=True)
-    y = t64([0.3, 1.1, 1.9])
-    grads = torch.autograd.grad(GeneralizedBeta(a, b, 0.0, 2.0).log_cdf(y).sum(), (a, b))
-    u, h = y.numpy() / 2, 1e-6
-    fd_a = (np.log(sc.betainc(2.5 + h, 3.5, u)) - np.log(sc.betainc(2.5 - h, 3.5, u))).sum() / (2 * h)
-    fd_b = (np.log(sc.betainc(2.5, 3.5 + h, u)) - np.log(sc.betainc(2.5, 3.5 - h, u))).sum() / (2 * h)
-    assert grads[0].item() == pytest.approx(fd_a, rel=1e-7)
-    assert grads[1].item() == pytest.approx(fd_b, rel=1e-7)
-
-
-# ================================================================ issue 10: known bugs, against independent oracles
 def mp_truncnorm_icdf(q, loc, scale, low, high):
     """x with F(x) = q for N(loc, scale^2) on [low, high], at the working precision of mpmath."""
     loc, scale = mpmath.mpf(loc), mpmath.mpf(scale)
@@ -545,72 +389,3 @@ def test_icdf_gradients_match_50_digit_finite_differences(case):
     if case[2] == -1e-3:  # a narrow interval around loc: the quantile barely moves with loc
         assert abs(grads[0].item()) < 1e-6
 
-
-def mp_censored_variance(loc, scale, low, high):
-    """Var[clamp(X, low, high)] by 50-digit quadrature in offsets from the lower bound (no cancellation)."""
-    loc, scale = mpmath.mpf(loc), mpmath.mpf(scale)
-    a, b = (mpmath.mpf(low) - loc) / scale, (mpmath.mpf(high) - loc) / scale
-    p_high = mpmath.ncdf(-b)
-    if mpmath.isinf(a):  # mirror: offsets from the upper bound instead
-        return mp_censored_variance(-loc, scale, -high, -low)
-    # the density decays like exp(-a t) from the bound: split the range on that scale
-    end = min(b - a, 60)
-    step = 1 / max(a, mpmath.mpf(1))
-    nodes = sorted({mpmath.mpf(0), end, *(k * step for k in range(1, 40) if k * step < end)})
-    # mu - a = E[C - a]: the interior part plus the upper atom, all positive terms
-    offset = mpmath.quad(lambda t: t * mpmath.npdf(a + t), nodes) + p_high * (b - a if mpmath.isfinite(b) else 0)
-    var = mpmath.ncdf(a) * offset**2 + mpmath.quad(lambda t: (t - offset) ** 2 * mpmath.npdf(a + t), nodes)
-    if mpmath.isfinite(b):
-        var += p_high * (b - a - offset) ** 2
-    return scale**2 * var
-
-
-@pytest.mark.parametrize("case", [(0.0, 1.0, 8.0, INF), (0.0, 1.0, 30.0, INF), (0.0, 1.0, 30.0, 31.0), (0.0, 2.0, 20.0, 20.002),
-                                  (0.0, 1.0, -INF, -30.0), (1.0, 2.0, 0.0, 3.0), (0.0, 1.0, -40.0, 39.0)])
-def test_censored_variance_when_one_bound_holds_nearly_all_the_mass(case):
-    """E[C^2] - E[C]^2 gave exactly 0 here (and a NaN gradient of the standard deviation)."""
-    params = [t64(v, requires_grad=True) for v in case]
-    d = CensoredNormal(*params)
-    expected = mp_censored_variance(*case)
-    assert d.variance.item() == pytest.approx(float(expected), rel=1e-10, abs=1e-300)
-    assert d.stddev.item() == pytest.approx(float(mpmath.sqrt(expected)), rel=1e-10)
-    grads = torch.autograd.grad(d.stddev, [p for p in params if torch.isfinite(p)])
-    assert all(torch.isfinite(g) for g in grads)
-
-
-def test_generalized_beta_cdf_matches_scipy_betainc_on_a_large_random_batch():
-    """20,000 laws at once: the continued fraction used to run all 2,000 terms for such batches."""
-    rng = np.random.default_rng(0)
-    n = 20_000
-    a, b = np.exp(rng.uniform(np.log(0.3), np.log(300), (2, n)))
-    x = rng.uniform(0, 1, n)
-    d = GeneralizedBeta(t64(a), t64(b), 0.0, 1.0)
-    cdf, sf = d.cdf(t64(x)).numpy(), d.log_sf(t64(x)).exp().numpy()
-    ref, ref_sf = sc.betainc(a, b, x), sc.betaincc(a, b, x)
-    # scipy loses digits below ~1e-280 (it returns 0 at 2e-311); mpmath checks those below
-    for got, want in ((cdf, ref), (sf, ref_sf)):
-        ok = want > 1e-280
-        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-12, atol=0)
-    far = np.argsort(np.minimum(ref, ref_sf))[:5]
-    for i in far:
-        lower = mpmath.betainc(a[i], b[i], 0, x[i], regularized=True)
-        upper = mpmath.betainc(b[i], a[i], 0, 1 - mpmath.mpf(x[i]), regularized=True)
-        assert cdf[i] == pytest.approx(float(lower), rel=1e-11)
-        assert sf[i] == pytest.approx(float(upper), rel=1e-11)
-
-
-@pytest.mark.parametrize("law", [TruncatedNormal, CensoredNormal])
-def test_values_computed_without_gradients_do_not_cut_later_gradients(law):
-    """A moment first computed under no_grad must not be reused, graph-free, when gradients are needed."""
-    def fresh():
-        return [t64(v, requires_grad=True) for v in (0.5, 1.5, -1.0, 3.0)]
-
-    params = fresh()
-    d = law(*params)
-    with torch.no_grad():
-        d.mean, d.variance  # noqa: B018
-    grads = torch.autograd.grad(d.mean + d.variance, params)
-    reference = fresh()
-    expected = torch.autograd.grad(law(*reference).mean + law(*reference).variance, reference)
-    for g, e in zip(grads, expected):
-        assert g.item() == pytest.approx(e.item(), rel=1e-14, abs=1e-300)

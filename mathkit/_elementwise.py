@@ -1,0 +1,44 @@
+"""Plumbing shared by the elementwise float64 kernels of mathkit.
+
+- ``CHUNK`` and ``chunked``: long inputs are processed in cache-sized slices;
+- ``chain``: the chain rule in a custom backward, with exact zeros where the upstream
+  gradient is zero (never ``0 * inf = NaN``).
+
+Public within mathkit (no leading underscores), private to it (the module's name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+def chain(grad: torch.Tensor, derivative: torch.Tensor) -> torch.Tensor:
+    """``grad * derivative`` for a custom backward, with exact zeros where ``grad`` is zero.
+
+    An entry that a ``torch.where`` downstream masked out gets a zero upstream
+    gradient; it must contribute zero, not ``0 * inf = NaN``, when its local
+    derivative is infinite (an infinite bound, an empty interval).
+    """
+    return torch.where(grad == 0, 0.0, grad * derivative)
+
+
+# Elementwise work on long tensors is done in slices of this many elements: the dozen
+# temporaries of a slice stay in the CPU caches and are recycled by the allocator, which
+# halves the time of memory-bound passes over 10^6 elements; slices of 2^17 still let
+# torch split each operation between threads (measured on 2 cores: 2^15 is slower with 2
+# threads, 2^16 to 2^18 about equal).
+CHUNK = 1 << 17
+
+
+def chunked(fn: Callable[[slice], torch.Tensor], n: int, like: torch.Tensor) -> torch.Tensor:
+    """``fn(slice)`` over consecutive slices of ``range(n)``, concatenated into a tensor like ``like``
+    (dtype and device). ``fn`` must compute each element from its own slice only."""
+    if n <= CHUNK:
+        return fn(slice(0, n))
+    out = torch.empty(n, dtype=like.dtype, device=like.device)
+    for start in range(0, n, CHUNK):
+        part = slice(start, min(start + CHUNK, n))
+        out[part] = fn(part)
+    return out
+

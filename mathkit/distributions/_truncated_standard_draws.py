@@ -1,0 +1,178 @@
+r"""Draws of N(0, 1) truncated to :math:`[\alpha, \beta]`, in z-space.
+
+``standard_draws`` picks the sampler by one thing only, whether gradients are needed:
+
+- with gradients, the cdf is inverted (``standard_draw_value``) and ``StandardDraw`` adds the
+  implicit reparameterisation gradient;
+- without, intervals whose near end is ``REJECTION_FROM`` or more standard deviations out are
+  drawn by Robert's (1995) exponential rejection sampler (``right_tail_by_rejection``: exact,
+  no special function), the others by the same inversion.
+
+Both give draws from the same law, and never depend on anything computed before (the same
+seed gives the same draws).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mathkit._elementwise import chain, chunked
+from mathkit._standard_normal import (
+    MASS_FLOOR,
+    density_over_mass,
+    double_cdf,
+    double_tail,
+    log_normal_mass_value,
+    log_normal_pdf,
+    to_lower_side,
+)
+from mathkit.distributions._standardization import needs_grad
+from mathkit.distributions._truncated_standard_quantile import quantile_in_log_space
+
+
+def standard_draws(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    r"""Draws of N(0, 1) on :math:`[\alpha, \beta]`, one per element (flat float64); reparameterised
+    (differentiable in :math:`\alpha, \beta`) when gradients are needed."""
+    if needs_grad(alpha, beta):
+        u = uniform_open(alpha.shape, alpha.device)
+        return StandardDraw.apply(alpha, beta, u)
+    if not len(alpha) or (alpha.max() < REJECTION_FROM and beta.min() > -REJECTION_FROM):
+        return draws_by_inversion(alpha, beta)  # (two reductions: cheaper than the masks below)
+    tail = (alpha >= REJECTION_FROM) | (beta <= -REJECTION_FROM)
+    (by_rejection,) = torch.nonzero(tail, as_tuple=True)
+    if not len(by_rejection):
+        return draws_by_inversion(alpha, beta)
+    z = torch.empty_like(alpha)
+    (by_inversion,) = torch.nonzero(~tail, as_tuple=True)
+    if len(by_inversion):
+        near = (t.index_select(0, by_inversion) for t in (alpha, beta))
+        z.index_copy_(0, by_inversion, draws_by_inversion(*near))
+    a, b = alpha.index_select(0, by_rejection), beta.index_select(0, by_rejection)
+    # left tails are mirrored to the right of 0, drawn there, and mirrored back (b < 0)
+    draws = right_tail_by_rejection(torch.maximum(a, -b), torch.maximum(b, -a))
+    return z.index_copy_(0, by_rejection, draws.copysign_(b))
+
+
+def uniform_open(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """Uniform draws in (0, 1), float64: u = 0 (probability 2^-53) would put a draw at an infinite bound."""
+    return torch.rand(shape, dtype=torch.float64, device=device).clamp_(min=2.0**-54)
+
+
+#: Above this probability (central intervals only), ``1 - p`` has lost digits to rounding: those
+#: draws are redone from the small tail at the far bound.
+_UPPER_PART = 0.999
+
+
+def standard_draw_value(alpha: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""N(0,1) draws on :math:`[\alpha, \beta]` by inverting the cdf at ``u`` (flat float64, no autograd).
+
+    On the side of 0 where the endpoint probabilities are lower tails (``to_lower_side``:
+    :math:`[lo, hi]` is :math:`[\alpha, \beta]`, or its mirror :math:`[-\beta, -\alpha]` when
+    :math:`\alpha + \beta > 0`), :math:`2\Phi(lo) = \mathrm{erfc}(-lo/\sqrt2)` is relatively exact,
+    and so is :math:`2\Phi(hi)` when :math:`hi \le 0`; then
+
+    .. math:: p = \Phi(lo) + u\,\big(\Phi(hi) - \Phi(lo)\big), \qquad z = \pm\,\mathrm{ndtri}(p),
+
+    relatively exact too (the rounding of the difference is relative to :math:`\Phi(hi) \le p/u`),
+    with the sign undoing the mirror. So :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)`, with
+    :math:`1 - u` in place of :math:`u` for mirrored intervals. One ``erfc`` per bound, one
+    ``ndtri`` and about ten other passes over the slice; two rare cases are redone by index: :math:`p`
+    above ``_UPPER_PART`` (central intervals only; :math:`1 - p` then comes from the small tail at
+    :math:`hi`), and intervals whose probabilities approach underflow (:math:`\Phi(hi)` below
+    ``MASS_FLOOR``: solved in log space).
+    """
+    mirrored = torch.add(alpha, beta).gt_(0.0)  # 1.0 where the interval is mirrored, else 0.0
+    lo, hi = to_lower_side(alpha, beta)
+    cdf_lo, cdf_hi = double_cdf(lo), double_cdf(hi)
+    p = torch.lerp(cdf_lo, cdf_hi, u).mul_(0.5)  # (lerp: w(hi - lo) added to lo below w = 1/2, from hi above)
+    z = torch.special.ndtri(p)
+    if len(p) and p.max() > _UPPER_PART:
+        (top,) = torch.nonzero(p > _UPPER_PART, as_tuple=True)
+        u_top = u.index_select(0, top)
+        # Phi(-z) = (1 - u) Phi(-lo) + u Phi(-hi), the last from the small tail at hi > 0
+        q = torch.mul(cdf_lo.index_select(0, top), -0.5).add_(1.0).mul_(1.0 - u_top)
+        q.addcmul_(u_top, double_tail(hi.index_select(0, top)), value=0.5)
+        z.index_copy_(0, top, torch.special.ndtri(q).neg_())
+    z = torch.addcmul(z, z, mirrored, value=-2.0)  # -z where mirrored
+    if len(p) and cdf_hi.min() < 2.0 * MASS_FLOOR:
+        (deep,) = torch.nonzero(cdf_hi < 2.0 * MASS_FLOOR, as_tuple=True)
+        a, b, w = alpha[deep], beta[deep], u[deep]
+        w = torch.where(mirrored[deep] > 0, 1.0 - w, w)
+        z[deep] = quantile_in_log_space(a, b, log_normal_mass_value(a, b, b - a), w, 1.0 - w)
+    return z
+
+
+def draws_by_inversion(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Standard draws on :math:`[\\alpha, \\beta]` by ``standard_draw_value`` (flat float64, no autograd)."""
+    return standard_draw_value(alpha, beta, uniform_open(alpha.shape, alpha.device))
+
+
+#: ``sample`` draws intervals whose near end is at least this many standard deviations from
+#: the mean by rejection (Robert 1995; measured acceptance 0.88 from 1, 0.96 from 3, 0.993
+#: from 8). Nearer intervals cost about the same either way, and keeping them whole avoids
+#: splitting a slice in two (typical laws: 43 ms per 10^6 at 2 threads with 8, 52-54 with 3).
+REJECTION_FROM = 8.0
+
+
+def right_tail_by_rejection(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    r"""Draws of N(0,1) truncated to :math:`[lo, hi]`, :math:`0 < lo < hi \le \infty` (flat float64),
+    by Robert's (1995) exponential rejection sampler.
+
+    Proposals are :math:`lo + \mathrm{Exp}(\lambda)` truncated to the interval (by inversion,
+    :math:`z = lo - \log(1 - u(1 - e^{-\lambda(hi - lo)}))/\lambda`), with the rate
+    :math:`\lambda = (lo + \sqrt{lo^2 + 4})/2` that maximises the acceptance of one-sided tails.
+    With :math:`g(z) = \lambda z - z^2/2`, the density ratio is largest at
+    :math:`m = \min(\lambda, hi)`, so a proposal is accepted with probability
+    :math:`e^{g(z) - g(m)}` (:math:`e^{-(z-\lambda)^2/2}` when the interval contains
+    :math:`\lambda`). No special function is evaluated, so the far tails cost what the near
+    ones do, and the draws are exact; rejected entries are redrawn by index. No gradient:
+    ``rsample`` with gradients inverts the cdf instead.
+    """
+    rate = torch.mul(lo, lo).add_(4.0).sqrt_().add_(lo).mul_(0.5)
+    inside = torch.sub(lo, hi).mul_(rate).expm1_().neg_()  # 1 - e^{-rate (hi - lo)}: 1 for hi = inf
+    peak = torch.minimum(rate, hi)
+    params = (lo, rate, inside, peak, rate - peak)  # the last: 0 unless the interval ends before the rate
+    out, accept = _exponential_proposals(*params)
+    (pending,) = torch.nonzero(~accept, as_tuple=True)
+    while len(pending):
+        z, accept = _exponential_proposals(*(t.index_select(0, pending) for t in params))
+        out.index_copy_(0, pending[accept], z[accept])
+        pending = pending[~accept]
+    return torch.minimum(out, hi, out=out)  # against the last rounding (z >= lo holds exactly)
+
+
+def _exponential_proposals(lo, rate, inside, peak, excess) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of ``right_tail_by_rejection``: proposals and whether each is accepted."""
+    u = torch.rand((2, len(lo)), dtype=lo.dtype, device=lo.device)
+    z = torch.mul(u[0], inside).neg_().log1p_().div_(rate).neg_().add_(lo)
+    # accept if log u <= g(z) - g(peak) = d (excess - d/2), d = z - peak
+    d = z - peak
+    return z, torch.log(u[1]) <= torch.mul(d, -0.5).add_(excess).mul_(d)
+
+
+class StandardDraw(torch.autograd.Function):
+    r"""``standard_draw_value`` with the implicit reparameterisation gradient: differentiating
+    :math:`\Phi(z) = (1-w)\Phi(\alpha) + w\Phi(\beta)` at fixed :math:`w` (:math:`w = u`, or
+    :math:`1 - u` for mirrored intervals), :math:`\partial z/\partial\alpha = (1-w)\,\phi(\alpha)/\phi(z)`
+    and :math:`\partial z/\partial\beta = w\,\phi(\beta)/\phi(z)`, formed from logs (finite far out,
+    0 at an infinite bound)."""
+
+    @staticmethod
+    def forward(ctx, alpha, beta, u):
+        def part(rows: slice) -> torch.Tensor:
+            return standard_draw_value(alpha[rows], beta[rows], u[rows])
+
+        z = chunked(part, u.numel(), u)
+        ctx.save_for_backward(alpha, beta, u, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, beta, u, z = ctx.saved_tensors
+        log_pdf_z = log_normal_pdf(z)
+        log_u, log_v = torch.log(u), torch.log1p(-u)
+        mirrored = alpha + beta > 0
+        log_w, log_1mw = torch.where(mirrored, log_v, log_u), torch.where(mirrored, log_u, log_v)
+        d_alpha = density_over_mass(alpha, log_pdf_z - log_1mw)
+        d_beta = density_over_mass(beta, log_pdf_z - log_w)
+        return chain(grad, d_alpha), chain(grad, d_beta), None

@@ -1,0 +1,117 @@
+r"""The log distribution functions of N(0, 1) truncated to :math:`[\alpha, \beta]`, in z-space.
+
+``log_tail(s, upper)`` is :math:`\log F(z)` (or :math:`\log(1 - F(z))`) for a
+:class:`~mathkit.distributions._standardization.Standardized` batch: the value from
+``log_tail_value`` (flat float64, no autograd, one ``erfc`` per element in the bulk), the
+gradients from ``LogTail``'s backward, formed from logs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mathkit._elementwise import chain, chunked
+from mathkit._standard_normal import (
+    MASS_FLOOR,
+    density_over_mass,
+    double_mass,
+    double_tail,
+    log_normal_mass_value,
+)
+from mathkit.distributions._standardization import Standardized, offsets_from_bounds
+
+
+def log_tail(s: Standardized, upper: bool) -> torch.Tensor:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)` at the standardised value clamped
+    into :math:`[\alpha, \beta]` (float64, differentiable in the parameters and the value)."""
+    z = torch.clamp(s.z, min=s.alpha, max=s.beta)
+    width = s.width.detach()
+    tails = s.tails()
+    log_mass = log_normal_mass_value(s.alpha.detach(), s.beta.detach(), width, tails)
+
+    def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return offsets_from_bounds(*(t.detach().index_select(0, index) for t in (s.value, s.low, s.high, s.scale, width)))
+
+    return LogTail.apply(s.alpha, s.beta, z, *tails, log_mass, offsets, upper)
+
+
+def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log F` (or :math:`\log(1-F)`) from the log of the smaller of :math:`F` and :math:`1-F`,
+    computed directly: where ``direct`` (the wanted one is the smaller) it is that log, else
+    :math:`\log(1 - e^{s})`, relatively exact near 0, as a plain difference of log-masses is not."""
+    log_smaller = log_smaller.clamp(max=-math.log(2.0))
+    return torch.where(direct, log_smaller, torch.log1p(-torch.exp(log_smaller)))  # log1mexp's branch for <= -log 2
+
+
+def _may_cancel(mass2: torch.Tensor, tail_p: torch.Tensor, tail_q: torch.Tensor) -> torch.Tensor:
+    """Whether a doubled mass from :func:`mathkit.numerics._double_mass` may have lost digits:
+    below 4.5% of the larger tail subtracted (one-sided), or of 2 (central: there both tails
+    exceed 0.96). A superset of the cases that numerics._refine_log_mass redoes."""
+    return mass2 < 0.045 * torch.maximum(tail_p, tail_q)
+
+
+def log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> torch.Tensor:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`
+    (flat float64, no autograd; ``tails``: ``double_tail`` of :math:`\alpha, \beta`).
+
+    The bulk costs one ``erfc``, at ``z``: the masses of :math:`[\alpha, z]` and :math:`[z, \beta]`
+    and :math:`[\alpha, \beta]` are differences of the doubled tails at the three points
+    (:func:`mathkit.numerics._double_mass`), and :math:`F` or :math:`1 - F`, whichever is smaller,
+    is their ratio. Short intervals (whose masses may cancel) and masses near underflow are redone
+    by index in log space from ``offsets(index)`` (the distances to the bounds, computed precisely
+    in original units) and ``log_mass``.
+    """
+    tail_a, tail_b = tails
+    tail_z = double_tail(z)
+    negative_a, positive_b = alpha < 0, beta > 0
+    mass_az = double_mass(tail_a, tail_z, negative_a & (z > 0))
+    mass_zb = double_mass(tail_z, tail_b, (z < 0) & positive_b)
+    smaller = torch.minimum(mass_az, mass_zb)
+    direct = mass_zb <= mass_az if upper else mass_az <= mass_zb
+    out = _from_smaller(torch.log(smaller / double_mass(tail_a, tail_b, negative_a & positive_b)), direct)
+    redo = _may_cancel(mass_az, tail_a, tail_z) | _may_cancel(mass_zb, tail_z, tail_b) | (smaller < 2.0 * MASS_FLOOR)
+    (index,) = torch.nonzero(redo, as_tuple=True)
+    if len(index):
+        a, b, x, log_z = (t.index_select(0, index) for t in (alpha, beta, z, log_mass))
+        above_low, below_high = offsets(index)
+        below = log_normal_mass_value(a, x, above_low) - log_z
+        above = log_normal_mass_value(x, b, below_high) - log_z
+        out.index_copy_(0, index, _from_smaller(torch.minimum(below, above), above <= below if upper else below <= above))
+    return out
+
+
+class LogTail(torch.autograd.Function):
+    r"""``log_tail_value`` with its gradients in :math:`\alpha, \beta, z`, formed from logs: for
+    :math:`\log F = \log M_{\alpha z} - \log M`, :math:`\partial_z = \phi(z)/M_{\alpha z}`,
+    :math:`\partial_\alpha = \phi(\alpha)/M - \phi(\alpha)/M_{\alpha z}`, :math:`\partial_\beta = -\phi(\beta)/M`;
+    :math:`\log(1-F)` mirrors it (:math:`\alpha \leftrightarrow \beta`, signs flipped)."""
+
+    @staticmethod
+    def forward(ctx, alpha, beta, z, tail_a, tail_b, log_mass, offsets, upper):
+        def part(rows: slice) -> torch.Tensor:
+            def offsets_in_part(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return offsets(index + rows.start)
+
+            return log_tail_value(alpha[rows], beta[rows], z[rows], (tail_a[rows], tail_b[rows]),
+                                   log_mass[rows], offsets_in_part, upper)
+
+        out = chunked(part, z.numel(), z)
+        ctx.save_for_backward(alpha, beta, z, log_mass, out)
+        ctx.upper = upper
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        alpha, beta, z, log_mass, out = ctx.saved_tensors
+        near, far = (beta, alpha) if ctx.upper else (alpha, beta)
+        sign = -1.0 if ctx.upper else 1.0
+        log_part = out + log_mass
+        d_z = chain(grad, sign * density_over_mass(z, log_part))
+        d_near = chain(grad, sign * (density_over_mass(near, log_mass) - density_over_mass(near, log_part)))
+        d_far = chain(grad, -sign * density_over_mass(far, log_mass))
+        d_alpha, d_beta = (d_far, d_near) if ctx.upper else (d_near, d_far)
+        return d_alpha, d_beta, d_z, None, None, None, None, None
+
+
