@@ -79,7 +79,7 @@ def _narrow_moments(alpha: torch.Tensor, width: torch.Tensor) -> tuple[torch.Ten
 
     With the midpoint :math:`c` and :math:`z = c + t`, the density is proportional to
     :math:`f(t) = e^{-ct - t^2/2}`, integrated to rounding by 32-point Gauss-Legendre
-    on short intervals (:func:`mathkit.numerics._is_short`). The variance is taken
+    on short intervals (:func:`mathkit._standard_normal.is_short`). The variance is taken
     about the computed mean (two passes), and the entropy is
     :math:`\log\int f + c\,E[t] + E[t^2]/2`.
     """

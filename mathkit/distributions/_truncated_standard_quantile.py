@@ -37,7 +37,7 @@ def _quantile_from_probabilities(
     r"""Solve :math:`F(z) = q` for N(0,1) on :math:`[\alpha, \beta]` in probability space (fast).
 
     On the side of 0 where :math:`\Phi(lo)` and the smaller of :math:`\Phi(\pm hi)`
-    are relatively exact (:func:`mathkit.numerics._to_lower_side`),
+    are relatively exact (:func:`mathkit._standard_normal.to_lower_side`),
     :math:`\Phi(z) = (1-q)\Phi(lo) + q\Phi(hi)` and
     :math:`\Phi(-z) = (1-q)\Phi(-lo) + q\Phi(-hi)` are sums of positive terms, with
     no subtraction even for narrow intervals; the smaller is inverted by ``ndtri``.

@@ -46,9 +46,9 @@ def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tens
 
 
 def _may_cancel(mass2: torch.Tensor, tail_p: torch.Tensor, tail_q: torch.Tensor) -> torch.Tensor:
-    """Whether a doubled mass from :func:`mathkit.numerics._double_mass` may have lost digits:
+    """Whether a doubled mass from :func:`mathkit._standard_normal.double_mass` may have lost digits:
     below 4.5% of the larger tail subtracted (one-sided), or of 2 (central: there both tails
-    exceed 0.96). A superset of the cases that numerics._refine_log_mass redoes."""
+    exceed 0.96). A superset of the cases that _standard_normal._refine_log_mass redoes."""
     return mass2 < 0.045 * torch.maximum(tail_p, tail_q)
 
 
@@ -58,7 +58,7 @@ def log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> tor
 
     The bulk costs one ``erfc``, at ``z``: the masses of :math:`[\alpha, z]` and :math:`[z, \beta]`
     and :math:`[\alpha, \beta]` are differences of the doubled tails at the three points
-    (:func:`mathkit.numerics._double_mass`), and :math:`F` or :math:`1 - F`, whichever is smaller,
+    (:func:`mathkit._standard_normal.double_mass`), and :math:`F` or :math:`1 - F`, whichever is smaller,
     is their ratio. Short intervals (whose masses may cancel) and masses near underflow are redone
     by index in log space from ``offsets(index)`` (the distances to the bounds, computed precisely
     in original units) and ``log_mass``.
