@@ -25,7 +25,9 @@ information.
 Modules: ``mathkit.epi.solver`` (the ODE solve), ``mathkit.epi.objective``
 (the likelihood, its gradient and information), ``mathkit.epi.optimise``
 (the bounded Levenberg-Marquardt minimiser and its convergence test),
-``mathkit.epi.intervals`` (Wald and profile-likelihood intervals), ``mathkit.epi.fit`` (``fit_sir``).
+``mathkit.epi.intervals`` (Wald and profile-likelihood intervals), ``mathkit.epi.fit`` (``fit_sir``),
+``mathkit.epi.staged`` (``simulate_seir``: latent periods and gamma-distributed infectious periods, a
+data generator for worlds that are not SIR).
 """
 
 from mathkit.epi.fit import SIRFit, fit_sir
