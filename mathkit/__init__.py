@@ -21,6 +21,7 @@ __all__ = ["__version__", "device"]
 
 _SUBMODULES = (
     "numerics", "distributions", "losses", "gp", "kernels", "linalg", "regression", "epi", "data", "nn", "plotting",
+    "inspection", "calibration",
 )
 
 

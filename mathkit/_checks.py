@@ -29,6 +29,7 @@ def as_float_array(name: str, value) -> np.ndarray:
     array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
-    array = array.astype(float, copy=False)
+    # contiguous: torch (behind check_finite) refuses views with negative strides, e.g. np.rot90's
+    array = np.ascontiguousarray(array, dtype=float)
     check_finite(name, array)
     return array

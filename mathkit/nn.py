@@ -35,9 +35,12 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import scipy.special
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 from torch.distributions import Distribution, NegativeBinomial, Normal
 from tqdm import tqdm
 
@@ -1009,3 +1012,207 @@ def fit_vae(
             with torch.no_grad():
                 history.val_elbo.append(float(model.elbo_terms(X_val, generator).elbo.mean()))
     return history
+
+
+# ----------------------------------------------------------------------------- small images (chapter 8)
+#
+# Appended as a block: a small convolutional classifier for grayscale frames, trained from
+# scratch the way a careful team would (augmentation, early stopping on a held-out split).
+
+__all__ += ["DefectCNN", "CNNClassifier"]
+
+
+class DefectCNN(nn.Module):
+    r"""A small convolutional network mapping ``(n, height, width)`` frames to defect logits ``(n,)``.
+
+    Each frame is standardised on its own (zero mean, unit variance: lighting level drops
+    out), then passes through blocks of 3 x 3 convolution, batch normalisation, ReLU and
+    2 x 2 max pooling (channels ``channels``), a global max pool (a defect is small and
+    anywhere, so its strongest response counts), dropout and a linear layer. With the
+    default ``(8, 16, 32)`` it has about 6,000 weights.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = (8, 16, 32), dropout: float = 0.2):
+        super().__init__()
+        blocks, c_in = [], 1
+        for c_out in channels:
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = images.unsqueeze(1)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+        return self.head(self.features((x - mean) / std)).squeeze(1)
+
+
+def _dihedral(images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Each frame turned by a random multiple of 90 degrees and mirrored at random (the camera looks
+    straight down, so these are the symmetries of the physics)."""
+    turns = torch.randint(0, 4, (images.shape[0],), generator=generator)
+    flips = torch.rand(images.shape[0], generator=generator) < 0.5
+    out = images.clone()
+    for k in range(4):
+        chosen = turns == k
+        out[chosen] = torch.rot90(images[chosen], k, dims=(1, 2))
+    out[flips] = out[flips].flip(2)
+    return out
+
+
+class CNNClassifier(ClassifierMixin, BaseEstimator):
+    """:class:`DefectCNN` trained from scratch as a scikit-learn classifier of frames.
+
+    ``fit`` holds out ``val_fraction`` of the images (stratified, at least one of each class
+    when possible) for early stopping on the validation loss; trains with Adam on the
+    binary cross-entropy, with random dihedral augmentation of every batch; stops after
+    ``patience`` epochs without improvement and keeps the best epoch's weights. Training
+    stops at the first non-finite loss with a :class:`NonFiniteLossError`.
+
+    Args:
+        channels, dropout: the architecture (:class:`DefectCNN`).
+        epochs, lr, batch_size, patience: the optimisation.
+        val_fraction: share of the training images held out for early stopping.
+        augment: use the dihedral augmentation.
+        random_state: seed of the weights, split, shuffling, augmentation and dropout; the
+            same seed gives the same model whatever ran before (the global torch generator
+            is left as it was).
+        progress: show a tqdm bar; ``None`` shows it only on an interactive terminal.
+
+    Attributes:
+        classes_: the two labels seen in ``fit``; ``model_``: the trained :class:`DefectCNN`;
+        history_: its :class:`TrainingHistory`.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, ...] = (8, 16, 32),
+        dropout: float = 0.2,
+        epochs: int = 60,
+        lr: float = 3e-3,
+        batch_size: int = 32,
+        patience: int = 10,
+        val_fraction: float = 0.2,
+        augment: bool = True,
+        random_state: int = 0,
+        progress: bool | None = None,
+    ):
+        self.channels = channels
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.augment = augment
+        self.random_state = random_state
+        self.progress = progress
+
+    def _check_settings(self) -> None:
+        for setting in ("epochs", "patience", "batch_size", "random_state"):
+            value = getattr(self, setting)
+            minimum = 0 if setting == "random_state" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{setting} must be an integer of at least {minimum}, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+            raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction!r}")
+
+    def fit(self, X, y) -> CNNClassifier:
+        """Train on frames ``X`` ``(n, height, width)`` with binary labels ``y`` ``(n,)``."""
+        self._check_settings()
+        images = _as_frames("X", X)
+        y = np.asarray(y)
+        if y.shape != (images.shape[0],):
+            raise ValueError(f"y must have shape ({images.shape[0]},) to match X, got {y.shape}")
+        if y.dtype.kind == "f":
+            as_float_array("y", y)
+        self.classes_ = np.unique(y)
+        if self.classes_.size != 2:
+            raise ValueError(f"y must hold exactly two classes (good, defective), got {self.classes_[:5]!r}")
+        target = torch.as_tensor(y == self.classes_[1], dtype=torch.float32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            generator = torch.Generator().manual_seed(self.random_state)
+            train, val = _stratified_split(target, self.val_fraction, generator)
+            self.model_ = DefectCNN(tuple(self.channels), self.dropout)
+            self.history_ = self._train(images, target, train, val, generator)
+        return self
+
+    def _train(self, images: Tensor, target: Tensor, train: Tensor, val: Tensor, generator) -> TrainingHistory:
+        model, history = self.model_, TrainingHistory()
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
+        best_state, step = copy.deepcopy(model.state_dict()), 0
+        bar = tqdm(range(self.epochs), desc="epochs", disable=None if self.progress is None else not self.progress,
+                   leave=False)
+        for epoch in bar:
+            model.train()
+            total = 0.0
+            for batch in train[torch.randperm(train.numel(), generator=generator)].split(self.batch_size):
+                x = _dihedral(images[batch], generator) if self.augment else images[batch]
+                # a batch of one cannot be batch-normalised in training mode
+                if x.shape[0] < 2:
+                    continue
+                loss = F.binary_cross_entropy_with_logits(model(x), target[batch])
+                check_finite_loss(loss, step, history)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * batch.numel()
+                step += 1
+            model.eval()
+            with torch.no_grad():
+                val_loss = F.binary_cross_entropy_with_logits(model(images[val]), target[val])
+            check_finite_loss(val_loss, step, history)
+            history.train_loss.append(total / train.numel())
+            history.val_loss.append(val_loss.item())
+            bar.set_postfix(train=history.train_loss[-1], val=history.val_loss[-1])
+            if history.best_epoch < 0 or history.val_loss[-1] < history.best_val_loss:
+                history.best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+            elif epoch - history.best_epoch >= self.patience:
+                break
+        bar.close()
+        model.load_state_dict(best_state)
+        model.eval()
+        return history
+
+    def decision_function(self, X) -> np.ndarray:
+        """Log-odds of a defect for each frame, ``(n,)``."""
+        check_is_fitted(self)
+        images = _as_frames("X", X)
+        with torch.no_grad():
+            return torch.cat([self.model_(chunk) for chunk in images.split(512)]).double().numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """``(n, 2)``: probabilities of ``classes_[0]`` (good) and ``classes_[1]`` (defective)."""
+        p = scipy.special.expit(self.decision_function(X))
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X) -> np.ndarray:
+        """The more probable class of each frame."""
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
+
+
+def _as_frames(name: str, X) -> Tensor:
+    """``X`` as a finite float32 ``(n, height, width)`` tensor (sides >= 8), or an error naming ``name``."""
+    array = as_float_array(name, X)
+    if array.ndim != 3 or array.shape[0] < 1 or min(array.shape[1:]) < 8:
+        raise ValueError(f"{name} must have shape (n_images, height, width) with n_images >= 1 and sides >= 8, "
+                         f"got {array.shape}")
+    return torch.as_tensor(array, dtype=torch.float32)
+
+
+def _stratified_split(target: Tensor, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Indices of a training and a validation part; each class contributes ``fraction`` of its
+    members (rounded, at least one when it has two or more) to the validation part."""
+    train, val = [], []
+    for label in (0.0, 1.0):
+        members = torch.nonzero(target == label).squeeze(1)
+        members = members[torch.randperm(members.numel(), generator=generator)]
+        k = min(max(round(fraction * members.numel()), 1), members.numel() - 1) if members.numel() >= 2 else 0
+        val.append(members[:k])
+        train.append(members[k:])
+    return torch.cat(train), torch.cat(val)
