@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = ROOT / "chapters"
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ROWS = Path(__file__).with_name("chapter_seeds.json")
-DEFAULT_CHAPTERS = ("01", "02", "03", "04", "05", "07", "10")
+DEFAULT_CHAPTERS = ("01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12")
 SEED_LINE = re.compile(r"^SEED = (\d+)$", re.MULTILINE)
 MARKER = "CHAPTER_SEEDS_CLAIMS "
 
