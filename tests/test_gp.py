@@ -11,18 +11,17 @@ import torch
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process import kernels as sk
 
+from mathkit.data import simulate_smooth_regression
 from mathkit.gp import RBF, GPRegressor, Kernel, Matern, Periodic
 from mathkit.linalg import (
-    GridInterpolation, _cholesky_, _cholesky_inverse_, _cholesky_solve, batched_cg, lanczos_logdet,
+    GridInterpolation, batched_cg, lanczos_logdet,
     pivoted_cholesky, toeplitz_matmul,
 )
 
 
 def _data(n, seed=0, noise_sd=0.1, dims=1):
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(0, 10, (n, dims))
-    y = np.sin(2 * X[:, 0]) + 0.3 * np.cos(7 * X[:, -1]) + noise_sd * rng.standard_normal(n)
-    return X, y
+    data = simulate_smooth_regression(n, dims=dims, noise_sd=noise_sd, rng=seed)
+    return data.X, data.y
 
 
 # scikit-learn spells a scaled kernel as ConstantKernel * kernel
@@ -160,9 +159,8 @@ def test_exact_value_and_gradient_over_row_blocks_match_dense_autograd(learned_n
     X, y = torch.tensor(X), torch.tensor(y)
     kernel = RBF() + Periodic(1.0, 3.0, 0.5)
     backend = ExactBackend(kernel, X, y, None if learned_noise else 0.05)
-    backend.profile = profile
     theta = torch.tensor([-0.6, 0.2, 0.1, 1.0, -0.4] + ([math.log(0.03)] if learned_noise else []), dtype=torch.float64)
-    value, grad = backend.value_and_grad(theta)
+    value, grad = backend.value_and_grad(theta, profile=profile)
     th = theta.clone().requires_grad_(True)
     dense = _dense_nll(kernel, X, y, th, learned_noise, profile)
     dense.backward()
@@ -355,22 +353,3 @@ def test_cubic_interpolation_is_exact_for_quadratics():
     np.testing.assert_allclose(w.sum(1).numpy(), 1.0, atol=1e-14)
     with pytest.raises(ValueError, match="outside"):
         grid.weights(torch.tensor([[5.0]], dtype=torch.float64))
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_in_place_cholesky_kernels_against_numpy(dtype):
-    """The LAPACK path (float64, contiguous) and the torch fallback (here float32)."""
-    rng = np.random.default_rng(6)
-    G = rng.standard_normal((50, 50))
-    A = G @ G.T + 50 * np.eye(50)
-    b = rng.standard_normal(50)
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
-    work = torch.tensor(np.tril(A) + np.triu(np.full((50, 50), np.nan), 1), dtype=dtype)  # lower triangle only
-    assert _cholesky_(work)
-    L = work.tril().double().numpy()
-    np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=tol, atol=tol * 10)
-    inverse = _cholesky_inverse_(work, torch.empty_like(work)).tril().double().numpy()
-    np.testing.assert_allclose(inverse, np.tril(np.linalg.inv(A)), rtol=tol * 100, atol=tol)
-    x = _cholesky_solve(work.tril(), torch.tensor(b, dtype=dtype)).double().numpy()
-    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=tol * 100, atol=tol)
-    assert not _cholesky_(torch.tensor(-np.eye(3), dtype=dtype))

@@ -1,6 +1,7 @@
 """mathkit.linalg.sq_distances against scipy's cdist and an extended-precision reference
 (differences in numpy's longdouble), on hostile inputs: near-duplicates, offsets of 1e8,
-float32, gradients at zero distance. (The solvers in mathkit.linalg are tested in test_gp.)"""
+float32, gradients at zero distance; the public LAPACK Cholesky wrappers against numpy. (The
+solvers in mathkit.linalg are tested in test_gp.)"""
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from scipy.spatial.distance import cdist
 
 import mathkit.linalg
 from mathkit.kernels import RBF, Matern
-from mathkit.linalg import sq_distances
+from mathkit.linalg import cholesky_, cholesky_inverse_, cholesky_solve, one_torch_thread, sq_distances
 
 U64 = np.finfo(np.float64).eps / 2
 U32 = np.finfo(np.float32).eps / 2
@@ -211,3 +212,43 @@ def test_kernels_ignore_a_large_common_offset(kernel):
     expected = kernel(shifted - 1e8)
     torch.testing.assert_close(kernel(shifted), expected, rtol=1e-12, atol=1e-15)
     assert torch.all(kernel(shifted).diagonal() == kernel.variance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lapack_cholesky_wrappers_against_numpy(dtype):
+    """The LAPACK path (float64, contiguous) and the torch fallback (here float32)."""
+    rng = np.random.default_rng(6)
+    G = rng.standard_normal((50, 50))
+    A = G @ G.T + 50 * np.eye(50)
+    b = rng.standard_normal(50)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    work = torch.tensor(np.tril(A) + np.triu(np.full((50, 50), np.nan), 1), dtype=dtype)  # lower triangle only
+    assert cholesky_(work)
+    L = work.tril().double().numpy()
+    np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=tol, atol=tol * 10)
+    inverse = cholesky_inverse_(work, torch.empty_like(work)).tril().double().numpy()
+    np.testing.assert_allclose(inverse, np.tril(np.linalg.inv(A)), rtol=tol * 100, atol=tol)
+    x = cholesky_solve(work.tril(), torch.tensor(b, dtype=dtype)).double().numpy()
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=tol * 100, atol=tol)
+    assert not cholesky_(torch.tensor(-np.eye(3), dtype=dtype))
+
+
+def test_cholesky_inverse_rejects_a_singular_factor():
+    L = torch.tensor([[1.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(np.linalg.LinAlgError, match="potri"):
+        cholesky_inverse_(L, torch.empty_like(L))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_torch_thread_restores_the_callers_setting(threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == threads
+        with pytest.raises(KeyError), one_torch_thread():
+            raise KeyError("restored on error too")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
