@@ -127,6 +127,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--part", choices=["exact", "cg", "ski"], action="append",
                         help="rerun only these comparisons, keeping the others' rows in the results file")
+    parser.add_argument("--cg-sizes", type=int, nargs="+", default=[5000, 10000],
+                        help="training sizes of the CG vs GPyTorch comparison")
+    parser.add_argument("--output", type=Path, default=RESULTS,
+                        help="where to write the results (default: the file chapter 10 reads)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and for scikit-learn's BLAS (default: library defaults)")
     args = parser.parse_args()
@@ -137,7 +141,7 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
         threadpool_limits(args.threads)
-    exact_n, cg_ns, ski_ns = (3000, [5000, 10000], [10**4, 10**5, 10**6])
+    exact_n, cg_ns, ski_ns = (3000, args.cg_sizes, [10**4, 10**5, 10**6])
     if args.quick:
         exact_n, cg_ns, ski_ns = (600, [1200], [10**4])
     parts = {
@@ -146,8 +150,8 @@ def main() -> None:
         "ski": [lambda n=n: run_mathkit("ski", n) for n in ski_ns],
     }
     kept = {}
-    if args.part and RESULTS.exists():
-        previous = json.loads(RESULTS.read_text())
+    if args.part and args.output.exists():
+        previous = json.loads(args.output.read_text())
         kept = {part: [r for r in previous["rows"] if r.get("part") == part] for part in parts}
     rows = []
     for part, runs in parts.items():
@@ -163,7 +167,7 @@ def main() -> None:
             "machine": f"{platform.machine()} 2-core CPU, no GPU, shared with other jobs",
             "torch": torch.__version__}
     if not args.quick:
-        RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        args.output.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(f"\n{meta['date']}, {meta['machine']}\n")
     print("| comparison | n | mathkit (s) | peer (s) | speed-up | mathkit RMSE | peer RMSE | mathkit LML | peer LML |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -1,10 +1,11 @@
 """mathkit.linalg.sq_distances against scipy's cdist and an extended-precision reference
 (differences in numpy's longdouble), on hostile inputs: near-duplicates, offsets of 1e8,
-float32, gradients at zero distance; the public LAPACK Cholesky wrappers against numpy. (The
-solvers in mathkit.linalg are tested in test_gp.)"""
+float32, gradients at zero distance; the public LAPACK Cholesky wrappers against numpy; CG,
+Lanczos log-determinants, pivoted Cholesky and Toeplitz products against dense algebra."""
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,7 +13,10 @@ from scipy.spatial.distance import cdist
 
 import mathkit.linalg
 from mathkit.kernels import RBF, Matern
-from mathkit.linalg import cholesky_, cholesky_inverse_, cholesky_solve, one_torch_thread, sq_distances
+from mathkit.linalg import (
+    GridInterpolation, batched_cg, cholesky_, cholesky_inverse_, cholesky_solve, lanczos_logdet, one_torch_thread,
+    pivoted_cholesky, sq_distances, toeplitz_matmul,
+)
 
 U64 = np.finfo(np.float64).eps / 2
 U32 = np.finfo(np.float32).eps / 2
@@ -252,3 +256,42 @@ def test_one_torch_thread_restores_the_callers_setting(threads):
         assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_batched_cg_solves_and_its_lanczos_logdet():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((80, 80))
+    A = torch.tensor(A @ A.T / 80 + 0.5 * np.eye(80))
+    B = torch.randn(80, 100, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    res = batched_cg(lambda V: A @ V, B, tol=1e-10)
+    np.testing.assert_allclose(res.solution.numpy(), scipy.linalg.solve(A.numpy(), B.numpy()), atol=1e-8)
+    estimate = lanczos_logdet(res, (B * B).sum(0), range(100))
+    assert float(estimate) == pytest.approx(np.linalg.slogdet(A.numpy())[1], rel=0.05)
+
+
+def test_batched_cg_zero_right_hand_side_is_solved_by_zero():
+    A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    B = torch.tensor([[0.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    res = batched_cg(lambda V: A @ V, B, tol=1e-12)
+    assert torch.equal(res.solution[:, 0], torch.zeros(2, dtype=torch.float64))
+    assert int(res.n_iter[0]) == 0
+    np.testing.assert_allclose(res.solution[:, 1].numpy(), np.linalg.solve(A.numpy(), [1.0, 2.0]), rtol=1e-10)
+
+
+def test_pivoted_cholesky_full_rank_reproduces_matrix():
+    X = torch.rand(30, 1, dtype=torch.float64)
+    K = Matern(0.5)(X)
+    L = pivoted_cholesky(K.diagonal(), lambda i: K[i], rank=30, tol=0.0)
+    np.testing.assert_allclose((L @ L.T).numpy(), K.numpy(), atol=1e-10)
+
+
+def test_toeplitz_matmul_against_dense():
+    col = torch.exp(-torch.linspace(0, 3, 17, dtype=torch.float64) ** 2)
+    V = torch.randn(17, 3, dtype=torch.float64)
+    dense = torch.tensor(scipy.linalg.toeplitz(col.numpy()))
+    np.testing.assert_allclose(toeplitz_matmul(col, V).numpy(), (dense @ V).numpy(), atol=1e-12)
+    grid = GridInterpolation(torch.zeros(2), torch.ones(2), (9, 7))
+    nodes = grid.nodes()
+    K = RBF(0.3)(nodes)
+    V = torch.randn(63, 2, dtype=torch.float64)
+    np.testing.assert_allclose(toeplitz_matmul(K[0].reshape(9, 7), V).numpy(), (K @ V).numpy(), atol=1e-12)
