@@ -277,9 +277,10 @@ def _is_real(value) -> bool:
 
 def _as_1d(y):
     """A column vector ``(n, 1)`` as ``(n,)`` (scikit-learn's convention, with its warning)."""
-    if isinstance(y, torch.Tensor) or np.ndim(y) != 2 or np.shape(y)[1] != 1:
+    if isinstance(y, torch.Tensor):
         return y
-    return column_or_1d(y, warn=True)
+    y = np.asarray(y)
+    return column_or_1d(y, warn=True) if y.ndim == 2 and y.shape[1] == 1 else y
 
 
 def _check_X(X, name: str) -> torch.Tensor:
