@@ -253,8 +253,9 @@ class GPRegressor(RegressorMixin, BaseEstimator):
         if isinstance(X, torch.Tensor):
             return X
         X = np.asarray(X) if isinstance(X, (list, tuple)) else X
-        if isinstance(X, np.ndarray) and X.ndim == 1:
-            X = X.reshape(-1, 1)
+        if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+            _check_X(X, "X")  # shape and finiteness, with messages that name X
+            X = X.reshape(-1, 1) if X.ndim == 1 else X
         return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
 
     def log_marginal_likelihood(self) -> float:
