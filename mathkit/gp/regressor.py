@@ -281,6 +281,8 @@ def _as_1d(y):
     if isinstance(y, torch.Tensor):
         return y
     y = np.asarray(y)
+    if not y.flags.writeable:
+        y = y.copy()  # torch refuses to share read-only memory
     return column_or_1d(y, warn=True) if y.ndim == 2 and y.shape[1] == 1 else y
 
 

@@ -60,11 +60,15 @@ def test_set_params_changes_the_fit():
 
 def test_reports_its_optimisation():
     data = simulate_smooth_regression(1200, rng=6)
-    gp = GPRegressor(subset_sizes=(300,)).fit(data.X, data.y)
+    small = GPRegressor().fit(data.X[:300], data.y[:300])  # no subset at most half the data
+    assert small.optimisation_.subset_sizes == () and small.optimisation_.converged
+    assert "L-BFGS-B" in small.optimisation_.message and small.n_evaluations_ > 1
+    gp = GPRegressor(subset_sizes=(300,), refine_steps=4).fit(data.X, data.y)
     result = gp.optimisation_
     assert result.subset_sizes == (300,) and result.n_subset_evaluations > 0
-    assert gp.n_evaluations_ == result.n_evaluations >= 1
-    assert result.converged, result.message
+    # the Newton refinement: one gradient to start, per step at most 4 (step halvings), a last value check
+    assert gp.n_evaluations_ == result.n_evaluations and 1 <= result.n_evaluations <= 1 + 4 * 4 + 1
+    assert result.message.startswith("Newton") and result.converged == ("below" in result.message)
     fixed = GPRegressor(RBF(), noise=0.1, optimizer=None).fit(data.X[:50], data.y[:50])
     assert fixed.n_evaluations_ == 0 and fixed.optimisation_ is None
 
