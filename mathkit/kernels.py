@@ -130,6 +130,21 @@ class Kernel:
     def __mul__(self, other: "Kernel") -> "Product":
         return Product(self, other)
 
+    def __getstate__(self) -> dict:
+        """The log hyperparameters as floats: copies and pickles of equal kernels are then
+        equal byte for byte (a tensor's pickle is not, and scikit-learn's estimator checks
+        compare parameters by hashing their pickles)."""
+        state = dict(self.__dict__)
+        if "_log" in state:
+            state["_log"] = {k: float(v) for k, v in state["_log"].items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if "_log" in state:
+            state["_log"] = {k: torch.tensor(v, dtype=_DTYPE) for k, v in state["_log"].items()}
+        self.__dict__.update(state)
+
     def clone(self) -> "Kernel":
         new = object.__new__(type(self))
         new.__dict__.update({k: (v.clone() if isinstance(v, torch.Tensor) else v)

@@ -10,7 +10,9 @@ onto a regular grid (Keys 1981; Wilson & Nickisch 2015).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,6 +22,10 @@ from scipy.linalg import lapack
 
 __all__ = [
     "sq_distances",
+    "cholesky_",
+    "cholesky_inverse_",
+    "cholesky_solve",
+    "one_torch_thread",
     "CGResult",
     "batched_cg",
     "lanczos_logdet",
@@ -142,19 +148,44 @@ def sq_distances(X, Y=None):
     return out.numpy() if as_numpy else out
 
 
-# In-place dense Cholesky kernels for the exact GP. A C-contiguous symmetric matrix is,
-# read in Fortran order, its own transpose: LAPACK's upper-triangle routines on that view
-# work on our lower triangle with no copy. torch's wrappers copy each n x n operand
-# (column-major staging), which at n = 3000 costs as much as the O(n^3) work, and on this
-# machine scipy's OpenBLAS factors ~1.4x faster than torch's MKL. Other devices use torch.
+# In-place dense Cholesky wrappers (LAPACK potrf/potri/potrs) for the exact GP. A C-contiguous
+# symmetric matrix is, read in Fortran order, its own transpose: LAPACK's upper-triangle
+# routines on that view work on our lower triangle with no copy. torch's wrappers copy each
+# n x n operand (column-major staging), which at n = 3000 costs as much as the O(n^3) work, and
+# on this machine scipy's OpenBLAS factors ~1.4x faster than torch's MKL. Other devices and
+# dtypes use torch's own routines.
 def _lapack_view(A: torch.Tensor) -> np.ndarray | None:
     return A.numpy().T if A.device.type == "cpu" and A.dtype == torch.float64 and A.is_contiguous() else None
 
 
-def _cholesky_(A: torch.Tensor) -> bool:
-    """Overwrite the lower triangle of symmetric ``A`` with its Cholesky factor ``L``
-    (``L L^T = A``; the strict upper triangle is left as it was). False if ``A`` is not
-    numerically positive definite (``A`` is then garbage)."""
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Within the block, torch's intra-op pool runs one thread; the caller's setting is
+    restored on exit (also on error). Use it around work that alternates LAPACK calls (scipy's
+    OpenBLAS, which keeps its own threads) with torch's elementwise passes.
+
+    Why: OpenBLAS workers busy-wait for a while after each call; a second torch thread
+    competing with them made exact-GP evaluations up to 4x slower on 2 cores, while the
+    elementwise work between the factorisations is small. The setting is process-wide while
+    the block runs (torch has no per-call thread count), so torch work on other Python
+    threads runs single-threaded meanwhile; nothing changes when torch already uses one.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def cholesky_(A: torch.Tensor) -> bool:
+    """Overwrite the lower triangle of symmetric ``A`` (``(n, n)``) with its Cholesky factor
+    ``L`` (``L L^T = A``; the strict upper triangle is left as it was), in place: LAPACK
+    ``potrf`` for a contiguous float64 CPU tensor, torch otherwise. Returns False if ``A`` is
+    not numerically positive definite (``A`` is then garbage)."""
     view = _lapack_view(A)
     if view is None:
         L, info = torch.linalg.cholesky_ex(A)
@@ -164,9 +195,10 @@ def _cholesky_(A: torch.Tensor) -> bool:
     return info == 0
 
 
-def _cholesky_inverse_(L: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """:math:`(L L^\\top)^{-1}` from the factor in the lower triangle of ``L`` (LAPACK potri,
-    :math:`2n^3/3` flops), into the lower triangle of ``out`` (the upper one is garbage)."""
+def cholesky_inverse_(L: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """:math:`(L L^\\top)^{-1}` from the factor in the lower triangle of ``L`` (``(n, n)``;
+    LAPACK ``potri``, :math:`2n^3/3` flops), into the lower triangle of ``out`` (same shape;
+    the upper one is garbage); returns ``out``. Raises LinAlgError for a singular factor."""
     view = _lapack_view(out)
     if view is None:
         return out.copy_(torch.cholesky_inverse(L.tril()))
@@ -177,8 +209,9 @@ def _cholesky_inverse_(L: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _cholesky_solve(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """:math:`(L L^\\top)^{-1} b` for a vector ``b``, ``L`` in the lower triangle."""
+def cholesky_solve(L: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:math:`(L L^\\top)^{-1} b` for a vector ``b`` (``(n,)``), the factor in the lower
+    triangle of ``L`` (``(n, n)``, upper triangle ignored; LAPACK ``potrs``)."""
     view = _lapack_view(L)
     if view is None:
         return torch.cholesky_solve(b[:, None], L.tril())[:, 0]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process import kernels as sk
 
+from mathkit.data import simulate_smooth_regression
 from mathkit.gp import RBF, GPRegressor, Matern, Periodic
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,10 +23,8 @@ from gp_units_sweep import errors  # noqa: E402
 
 
 def _data(n=40, seed=0, dims=1):
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(0, 10, (n, dims))
-    y = np.sin(2 * X[:, 0]) + 0.3 * np.cos(7 * X[:, -1]) + 0.1 * rng.standard_normal(n)
-    return X, y
+    data = simulate_smooth_regression(n, dims=dims, rng=seed)
+    return data.X, data.y
 
 
 XS = np.linspace(0.3, 9.7, 23)[:, None]

@@ -1,9 +1,11 @@
 """mathkit.linalg.sq_distances against scipy's cdist and an extended-precision reference
 (differences in numpy's longdouble), on hostile inputs: near-duplicates, offsets of 1e8,
-float32, gradients at zero distance. (The solvers in mathkit.linalg are tested in test_gp.)"""
+float32, gradients at zero distance; the public LAPACK Cholesky wrappers against numpy; CG,
+Lanczos log-determinants, pivoted Cholesky and Toeplitz products against dense algebra."""
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,10 @@ from scipy.spatial.distance import cdist
 
 import mathkit.linalg
 from mathkit.kernels import RBF, Matern
-from mathkit.linalg import sq_distances
+from mathkit.linalg import (
+    GridInterpolation, batched_cg, cholesky_, cholesky_inverse_, cholesky_solve, lanczos_logdet, one_torch_thread,
+    pivoted_cholesky, sq_distances, toeplitz_matmul,
+)
 
 U64 = np.finfo(np.float64).eps / 2
 U32 = np.finfo(np.float32).eps / 2
@@ -211,3 +216,82 @@ def test_kernels_ignore_a_large_common_offset(kernel):
     expected = kernel(shifted - 1e8)
     torch.testing.assert_close(kernel(shifted), expected, rtol=1e-12, atol=1e-15)
     assert torch.all(kernel(shifted).diagonal() == kernel.variance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lapack_cholesky_wrappers_against_numpy(dtype):
+    """The LAPACK path (float64, contiguous) and the torch fallback (here float32)."""
+    rng = np.random.default_rng(6)
+    G = rng.standard_normal((50, 50))
+    A = G @ G.T + 50 * np.eye(50)
+    b = rng.standard_normal(50)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    work = torch.tensor(np.tril(A) + np.triu(np.full((50, 50), np.nan), 1), dtype=dtype)  # lower triangle only
+    assert cholesky_(work)
+    L = work.tril().double().numpy()
+    np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=tol, atol=tol * 10)
+    inverse = cholesky_inverse_(work, torch.empty_like(work)).tril().double().numpy()
+    np.testing.assert_allclose(inverse, np.tril(np.linalg.inv(A)), rtol=tol * 100, atol=tol)
+    x = cholesky_solve(work.tril(), torch.tensor(b, dtype=dtype)).double().numpy()
+    np.testing.assert_allclose(x, np.linalg.solve(A, b), rtol=tol * 100, atol=tol)
+    assert not cholesky_(torch.tensor(-np.eye(3), dtype=dtype))
+
+
+def test_cholesky_inverse_rejects_a_singular_factor():
+    L = torch.tensor([[1.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    with pytest.raises(np.linalg.LinAlgError, match="potri"):
+        cholesky_inverse_(L, torch.empty_like(L))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_torch_thread_restores_the_callers_setting(threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with one_torch_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == threads
+        with pytest.raises(KeyError), one_torch_thread():
+            raise KeyError("restored on error too")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_batched_cg_solves_and_its_lanczos_logdet():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((80, 80))
+    A = torch.tensor(A @ A.T / 80 + 0.5 * np.eye(80))
+    B = torch.randn(80, 100, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    res = batched_cg(lambda V: A @ V, B, tol=1e-10)
+    np.testing.assert_allclose(res.solution.numpy(), scipy.linalg.solve(A.numpy(), B.numpy()), atol=1e-8)
+    estimate = lanczos_logdet(res, (B * B).sum(0), range(100))
+    assert float(estimate) == pytest.approx(np.linalg.slogdet(A.numpy())[1], rel=0.05)
+
+
+def test_batched_cg_zero_right_hand_side_is_solved_by_zero():
+    A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    B = torch.tensor([[0.0, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    res = batched_cg(lambda V: A @ V, B, tol=1e-12)
+    assert torch.equal(res.solution[:, 0], torch.zeros(2, dtype=torch.float64))
+    assert int(res.n_iter[0]) == 0
+    np.testing.assert_allclose(res.solution[:, 1].numpy(), np.linalg.solve(A.numpy(), [1.0, 2.0]), rtol=1e-10)
+
+
+def test_pivoted_cholesky_full_rank_reproduces_matrix():
+    X = torch.rand(30, 1, dtype=torch.float64)
+    K = Matern(0.5)(X)
+    L = pivoted_cholesky(K.diagonal(), lambda i: K[i], rank=30, tol=0.0)
+    np.testing.assert_allclose((L @ L.T).numpy(), K.numpy(), atol=1e-10)
+
+
+def test_toeplitz_matmul_against_dense():
+    col = torch.exp(-torch.linspace(0, 3, 17, dtype=torch.float64) ** 2)
+    V = torch.randn(17, 3, dtype=torch.float64)
+    dense = torch.tensor(scipy.linalg.toeplitz(col.numpy()))
+    np.testing.assert_allclose(toeplitz_matmul(col, V).numpy(), (dense @ V).numpy(), atol=1e-12)
+    grid = GridInterpolation(torch.zeros(2), torch.ones(2), (9, 7))
+    nodes = grid.nodes()
+    K = RBF(0.3)(nodes)
+    V = torch.randn(63, 2, dtype=torch.float64)
+    np.testing.assert_allclose(toeplitz_matmul(K[0].reshape(9, 7), V).numpy(), (K @ V).numpy(), atol=1e-12)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mathkit.gp.backend import LOG_2PI, Backend
+from mathkit.gp.backend import LOG_2PI, Backend, ProbeSolves, block_rows, stochastic_trace_gradient
 from mathkit.linalg import lanczos_logdet, pivoted_cholesky
 
 
@@ -13,11 +13,12 @@ class CGBackend(Backend):
     blocks (cached while the matrix fits in ``cache_entries``)."""
 
     deterministic = False
+    can_profile = False
     cache_entries = 1.5e8
 
     def _blocks(self, A: torch.Tensor, B: torch.Tensor):
-        rows = max(1, int(2**23 // max(len(B), 1)))
-        return torch.split(torch.arange(len(A)), rows)
+        """Row blocks of ``A`` for products of ``k(A, B)`` (:func:`block_rows`)."""
+        return torch.split(torch.arange(len(A)), block_rows(len(B)))
 
     def _operator(self, kt: torch.Tensor, noise: torch.Tensor):
         X = self.X
@@ -44,7 +45,7 @@ class CGBackend(Backend):
         logdet = (len(X) - k) * torch.log(noise) + 2 * torch.log(Lc.diagonal()).sum()
         return Lk, solve, logdet
 
-    def _solve_all(self, kt, noise):
+    def _solve_all(self, kt, noise) -> ProbeSolves:
         n, t = len(self.y), int(self.settings["n_probes"])
         matmul = self._operator(kt, noise)
         Lk, precond, logdet_p = self._preconditioner(kt, noise)
@@ -57,24 +58,20 @@ class CGBackend(Backend):
         alpha = res.solution[:, 0]
         nll = 0.5 * self.y @ alpha + 0.5 * logdet + 0.5 * n * LOG_2PI
         self.cg_iterations_ = int(res.n_iter.max())
-        return alpha, res.solution[:, 1:], PZ, float(nll), matmul, precond
+        return ProbeSolves(alpha, res.solution[:, 1:], PZ, float(nll), matmul, precond)
 
-    def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-        th = theta.detach().clone().requires_grad_(True)
-        kt, noise = self._split(th)
-        with torch.no_grad():
-            solved = self._solve_all(kt.detach(), noise.detach())
-        self._last = (theta.detach().clone(), solved)
-        alpha, U, PZ, nll, _, _ = solved
-        # d(-lml) = -1/2 a^T dK a + 1/2 tr(K^-1 dK), the trace as E[(K^-1 z)^T dK (P^-1 z)].
-        right = torch.cat([alpha[:, None], PZ], 1)
-        coef = torch.full((right.shape[1],), 0.5 / PZ.shape[1], dtype=torch.float64)
-        coef[0] = -0.5
-        left = torch.cat([alpha[:, None], U], 1) * coef
+    def _bilinear(self, kt, noise, left, right):
+        """:math:`\\sum_j l_j^\\top \\hat K r_j` in row blocks (one autograd graph each)."""
         for b in self._blocks(self.X, self.X):
-            (left[b] * (self.kernel(self.X[b], self.X, kt) @ right)).sum().backward()
-        (noise * (left * right).sum()).backward()
-        return nll, th.grad
+            yield (left[b] * (self.kernel(self.X[b], self.X, kt) @ right)).sum()
+        yield noise * (left * right).sum()
+
+    def value_and_grad(self, theta: torch.Tensor, profile: bool = False) -> tuple[float, torch.Tensor]:
+        with torch.no_grad():
+            solved = self._solve_all(*self._split(theta.detach()))
+        self._last = (theta.detach().clone(), solved)
+        grad = stochastic_trace_gradient(theta, self._split, solved, self._bilinear)
+        return solved.nll, grad
 
     def condition(self, theta: torch.Tensor) -> None:
         cached = getattr(self, "_last", None)
@@ -83,8 +80,8 @@ class CGBackend(Backend):
         else:
             with torch.no_grad():
                 solved = self._solve_all(*self._split(theta))
-        self.alpha, _, _, nll, self._matmul, self._precond = solved
-        self.theta, self.lml = theta, -nll
+        self.alpha, self._matmul, self._precond = solved.alpha, solved.matmul, solved.precondition
+        self.theta, self.lml = theta, -solved.nll
 
     def predict(self, Xs: torch.Tensor, return_std: bool):
         kt, _ = self._split(self.theta)

@@ -8,10 +8,11 @@ import warnings
 import numpy as np
 import torch
 
-from mathkit.gp.backend import LOG_2PI, LOG_BOUNDS, Backend, one_torch_thread
-from mathkit.linalg import _cholesky_, _cholesky_inverse_, _cholesky_solve
+from mathkit.gp.backend import LOG_2PI, LOG_BOUNDS, Backend, block_rows
+from mathkit.linalg import cholesky_, cholesky_inverse_, cholesky_solve, one_torch_thread
 
-#: rows per block in elementwise passes over an n x n kernel matrix
+#: rows per block in elementwise passes over an n x n kernel matrix (with autograd through
+#: each block: small blocks keep the graph's temporaries in cache)
 _ROW_BLOCK = 256
 
 
@@ -23,7 +24,13 @@ class ExactBackend(Backend):
     buffers kept across evaluations, and every elementwise pass over the kernel runs on row
     blocks of the lower triangle: a fresh ``n x n`` temporary costs a page fault per 4 kB, as
     much as the arithmetic on it, and autograd through a full kernel matrix makes a dozen.
+
+    Each evaluation runs under :func:`~mathkit.linalg.one_torch_thread` (torch's previous
+    thread count restored on return): the LAPACK calls use OpenBLAS's threads, and a second
+    torch thread competing with them slows the evaluation down.
     """
+
+    cheap_value = True  # a Cholesky alone is a third of a gradient evaluation
 
     def _buffer(self, name: str) -> torch.Tensor:
         """The ``n x n`` buffer ``name`` ("factor" or "inverse"), allocated on first use."""
@@ -49,7 +56,7 @@ class ExactBackend(Backend):
                 for rows, stop in self._lower_blocks():
                     K[rows, :stop] = self.kernel(self.X[rows], self.X[:stop], kt)
             K.diagonal().add_(noise + jitter * float(K.diagonal().mean()))
-            if _cholesky_(K):
+            if cholesky_(K):
                 if jitter:
                     warnings.warn(f"kernel matrix needed jitter {jitter:g} x its mean diagonal to factor")
                 return K
@@ -60,36 +67,36 @@ class ExactBackend(Backend):
     @one_torch_thread()
     def _solve(self, theta: torch.Tensor):
         L = self._factor(theta)
-        alpha = _cholesky_solve(L, self.y)
+        alpha = cholesky_solve(L, self.y)
         nll = 0.5 * self.y @ alpha + torch.log(L.diagonal()).sum() + 0.5 * len(self.y) * LOG_2PI
         self._last = (theta.detach().clone(), L, alpha, float(nll))
         return L, alpha, float(nll)
 
-    def _objective(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    def _objective(self, theta: torch.Tensor, profile: bool) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         """Factor, :math:`\\alpha = \\hat K^{-1} y`, the objective and the common scale it implies."""
         L, alpha, nll = self._solve(theta)
         scale = 1.0
-        if self.profiling:
+        if self.profiles(profile):
             # max over c of log N(y | 0, c K): c = y^T K^-1 y / n (envelope theorem for the gradient)
             n = len(self.y)
             scale = float(self.y @ alpha) / n
             nll = 0.5 * n * (1 + math.log(scale) + LOG_2PI) + float(torch.log(L.diagonal()).sum())
         return L, alpha, nll, scale
 
-    def value(self, theta: torch.Tensor) -> float:
-        return self._objective(theta)[2]
+    def value(self, theta: torch.Tensor, profile: bool = False) -> float:
+        return self._objective(theta, profile)[2]
 
-    def value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def value_and_grad(self, theta: torch.Tensor, profile: bool = False) -> tuple[float, torch.Tensor]:
         # optimisers often ask again for the point they stopped at
         memo = getattr(self, "_memo", None)
-        if memo is None or memo[0] != self.profile or not torch.equal(memo[1], theta):
-            self._memo = (self.profile, theta.detach().clone(), *self._value_and_grad(theta))
+        if memo is None or memo[0] != profile or not torch.equal(memo[1], theta):
+            self._memo = (profile, theta.detach().clone(), *self._value_and_grad(theta, profile))
         return self._memo[2], self._memo[3].clone()
 
     @one_torch_thread()
-    def _value_and_grad(self, theta: torch.Tensor) -> tuple[float, torch.Tensor]:
-        L, alpha, nll, scale = self._objective(theta)
-        W = _cholesky_inverse_(L, out=self._buffer("inverse"))
+    def _value_and_grad(self, theta: torch.Tensor, profile: bool) -> tuple[float, torch.Tensor]:
+        L, alpha, nll, scale = self._objective(theta, profile)
+        W = cholesky_inverse_(L, out=self._buffer("inverse"))
         W.neg_().addr_(alpha, alpha, alpha=1.0 / scale)  # alpha alpha^T / c - K^-1 (lower triangle used)
         return nll, self._trace_gradient(W, theta)
 
@@ -136,7 +143,7 @@ class ExactBackend(Backend):
     def predict(self, Xs: torch.Tensor, return_std: bool):
         kt, _ = self._split(self.theta)
         means, variances = [], []
-        for rows in torch.split(torch.arange(len(Xs)), 2048):
+        for rows in torch.split(torch.arange(len(Xs)), block_rows(len(self.X))):
             Ks = self.kernel(Xs[rows], self.X, kt)
             means.append(Ks @ self.alpha)
             if return_std:

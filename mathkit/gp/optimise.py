@@ -1,16 +1,23 @@
 """Fitting GP hyperparameters: a scan for a starting point, L-BFGS, and a few Newton steps on
-the full data with a Hessian borrowed from nested subsets."""
+the full data with a Hessian borrowed from nested subsets.
+
+:func:`fit_hyperparameters` is the strategy :class:`~mathkit.gp.GPRegressor` calls; it reads
+only the capabilities a backend declares (:class:`~mathkit.gp.backend.Backend`), never its type.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.optimize
 import torch
 
 from mathkit.gp.backend import LOG_BOUNDS, Backend
+from mathkit.gp.exact import ExactBackend
 
 #: starting points are compared on at most this many points
 SCAN_POINTS = 500
@@ -40,14 +47,13 @@ def best_start(backend: Backend, theta: torch.Tensor) -> torch.Tensor:
         log_var = math.log(float(kernel.diag(backend.X[:1], theta[:p])[0]))
         candidates = [theta] + [torch.cat([c[:-1], torch.tensor([log_var + math.log(r)], dtype=theta.dtype)])
                                 for c in candidates for r in _SCAN_NOISES]
-    backend.profile = True
     best, best_value = theta, math.inf
     for c in candidates:
         c = c.clamp(*LOG_BOUNDS)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                value = backend.value(c)
+                value = backend.value(c, profile=True)
             except np.linalg.LinAlgError:
                 continue
         if value < best_value:
@@ -60,7 +66,15 @@ def at_bound(theta: torch.Tensor) -> bool:
     return bool(((theta <= low + 1e-9) | (theta >= high - 1e-9)).any())
 
 
-def lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> torch.Tensor:
+class Step(NamedTuple):
+    """Where one optimisation stage stopped, and whether it met its own convergence test."""
+
+    theta: torch.Tensor
+    converged: bool
+    message: str
+
+
+def lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> Step:
     """Minimise the negative log marginal likelihood with scipy's L-BFGS-B in log space
     (``ftol``: relative change of the objective at which to stop)."""
 
@@ -70,7 +84,7 @@ def lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> torch.Te
 
     res = scipy.optimize.minimize(fun, theta.numpy(), jac=True, method="L-BFGS-B",
                                   bounds=[LOG_BOUNDS] * len(theta), options={"ftol": ftol})
-    return torch.from_numpy(res.x)
+    return Step(torch.from_numpy(res.x), bool(res.success), f"L-BFGS-B: {res.message}")
 
 
 def extrapolated_hessian(curvatures: list[tuple[int, torch.Tensor]], n: int) -> torch.Tensor:
@@ -108,7 +122,7 @@ def finite_difference_hessian(value_and_grad, theta: torch.Tensor, flat: torch.T
 
 
 def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
-                  flat: torch.Tensor | None = None, tol: float = 1e-4) -> torch.Tensor:
+                  flat: torch.Tensor | None = None, tol: float = 1e-4) -> Step:
     """A few Newton steps on the full data with a borrowed Hessian, updated by BFGS.
 
     The Hessian extrapolated from the subsets models the full likelihood's curvature well
@@ -130,7 +144,7 @@ def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
             if value is not None:
                 new = (theta + step).clamp(*LOG_BOUNDS)
                 theta = new if value(new) <= current else theta
-            break
+            return Step(theta, True, f"Newton: predicted decrease below {tol:g}")
         step = step * min(1.0, 1.0 / float(step.abs().max()))  # trust region of e in each scale
         for _ in range(4):
             new = (theta + step).clamp(*LOG_BOUNDS)
@@ -140,10 +154,96 @@ def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
             step = step / 2
         else:
             warnings.warn("GP refinement could not improve the likelihood; keeping the subset fit")
-            break
+            return Step(theta, False, "Newton: no step lowered the objective")
         s, yk = new - theta, new_grad - grad
         if float(s @ yk) > 0:
             Hs = H @ s
             H = H - torch.outer(Hs, Hs) / (s @ Hs) + torch.outer(yk, yk) / (s @ yk)
         theta, current, grad = new, new_value, new_grad
-    return theta
+    return Step(theta, False, f"Newton: {steps} steps taken, predicted decrease still above {tol:g}")
+
+
+@dataclass(frozen=True)
+class OptimisationResult:
+    """What :func:`fit_hyperparameters` did (``GPRegressor.optimisation_``)."""
+
+    theta: torch.Tensor  #: optimised log hyperparameters, standardised units
+    n_evaluations: int  #: objective evaluations on all n points (with or without gradient)
+    n_subset_evaluations: int  #: evaluations on the warm-start subsets (the start scan's not counted)
+    subset_sizes: tuple[int, ...]  #: the nested subsets fitted before the full data
+    converged: bool  #: whether the last stage met its convergence test
+    message: str  #: the last stage's own account
+
+
+class _Counted:
+    """A backend's objective with its evaluations counted (the optimiser's bookkeeping)."""
+
+    def __init__(self, backend: Backend, profile: bool) -> None:
+        self.backend, self.profile, self.count = backend, profile, 0
+
+    def value_and_grad(self, theta: torch.Tensor):
+        self.count += 1
+        return self.backend.value_and_grad(theta, self.profile)
+
+    def value(self, theta: torch.Tensor) -> float:
+        self.count += 1
+        return self.backend.value(theta, self.profile)
+
+
+def fit_hyperparameters(backend: Backend, theta: torch.Tensor, subset_sizes: tuple[int, ...],
+                        refine_steps: int, random_state: int) -> OptimisationResult:
+    """Minimise ``backend``'s negative log marginal likelihood from ``theta`` (standardised
+    log hyperparameters): the strategy, chosen by what the backend declares.
+
+    1. :func:`best_start` on a random subset of at most :data:`SCAN_POINTS` points.
+    2. A warm start on nested random subsets (those of ``subset_sizes`` at most half the data,
+       the first ``backend.warm_start_subsets`` of them), each fitted exactly by L-BFGS on the
+       profiled likelihood; a stochastic objective always gets one.
+    3. On all the data: L-BFGS when there was no subset or ``backend.cheap_full_lbfgs``;
+       otherwise at most ``refine_steps`` :func:`quasi_newton` steps with the Hessian
+       :func:`extrapolated_hessian` borrows from the last two subsets.
+    4. Bounds: the profiled scale is unbounded, so a deterministic fit that ends with a
+       hyperparameter at its bound is finished by L-BFGS on the plain likelihood.
+    """
+    X, y, kernel, n = backend.X, backend.y, backend.kernel, len(backend.y)
+    perm = torch.from_numpy(np.random.default_rng(random_state).permutation(n))
+    sizes = [s for s in subset_sizes if 2 * s <= n][: backend.warm_start_subsets]
+    if not sizes and not backend.deterministic:
+        sizes = [min(n, min(subset_sizes))]  # stochastic objectives need a warm start
+    profile = backend.can_profile
+    full = _Counted(backend, profile)
+    subset_calls = 0
+    scan = min([n, SCAN_POINTS] + list(subset_sizes))
+    theta = best_start(ExactBackend(kernel, X[perm[:scan]], y[perm[:scan]], backend.noise), theta)
+    curvatures = []  # (subset size, Hessian at its optimum)
+    for i, size in enumerate(sizes):
+        subset = ExactBackend(kernel, X[perm[:size]], y[perm[:size]], backend.noise)
+        fitted = _Counted(subset, True)
+        # a warm start needs no more digits than the full-data steps will fix anyway
+        theta = lbfgs(fitted.value_and_grad, theta, ftol=1e-7).theta
+        if i >= len(sizes) - 2:  # the last two subsets' curvature models the full data's
+            # a profiled objective is flat along the scale, so its Hessian is taken where
+            # L-BFGS stopped; the plain one at the best scale
+            at = theta if backend.profiles(profile) else subset.rescale(theta)
+            hessian_of = _Counted(subset, backend.profiles(profile))
+            flat = subset.scale_direction() if backend.profiles(profile) else None
+            curvatures.append((size, finite_difference_hessian(hessian_of.value_and_grad, at, flat)))
+            fitted.count += hessian_of.count
+        subset_calls += fitted.count
+        theta = subset.rescale(theta)
+    if not sizes or backend.cheap_full_lbfgs:
+        step = lbfgs(full.value_and_grad, theta)
+    else:
+        flat = backend.scale_direction() if backend.profiles(profile) else None
+        # a stochastic objective cannot resolve changes much below its probe noise
+        step = quasi_newton(full.value_and_grad, theta, extrapolated_hessian(curvatures, n), refine_steps,
+                            value=full.value if backend.cheap_value else None, flat=flat,
+                            tol=1e-4 if backend.deterministic else 1e-2)
+    theta = backend.rescale(step.theta)
+    if backend.profiles(profile) and backend.deterministic and at_bound(theta):
+        # the profiled scale carried a variance or the noise past its bound (noiseless data):
+        # finish on the plain likelihood inside the bounds
+        full.profile = False
+        step = lbfgs(full.value_and_grad, theta)
+        theta = step.theta
+    return OptimisationResult(theta, full.count, subset_calls, tuple(sizes), step.converged, step.message)

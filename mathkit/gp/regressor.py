@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from mathkit.gp.backend import LOG_BOUNDS, as_float64
 from mathkit.gp.cg import CGBackend
 from mathkit.gp.exact import ExactBackend
-from mathkit.gp.optimise import (
-    SCAN_POINTS, at_bound, best_start, extrapolated_hessian, finite_difference_hessian, lbfgs,
-    quasi_newton,
-)
-from mathkit.gp.ski import SKIDenseBackend, ski_backend
+from mathkit.gp.optimise import OptimisationResult, fit_hyperparameters
+from mathkit.gp.ski import ski_backend
 from mathkit.gp.units import Units
 from mathkit.kernels import RBF, Kernel
 
@@ -27,9 +27,19 @@ AUTO_SKI_MIN = 20000
 
 BACKENDS = {"cholesky": ExactBackend, "cg": CGBackend, "ski": ski_backend}
 
+#: scikit-learn's ``check_estimator`` checks that do not apply to :class:`GPRegressor`, with
+#: the reason (scikit-learn 1.9 takes them as ``check_estimator(..., expected_failed_checks=)``;
+#: estimator tags cannot declare them any more).
+SKLEARN_EXPECTED_FAILED_CHECKS = {
+    "check_fit1d": "a 1-D X is n points with one input column, as documented (GP inputs are "
+                   "often scalar), so fitting it does not raise",
+    "check_fit2d_predict1d": "a 1-D X is n points with one input column (see check_fit1d), so "
+                             "the error names the feature count, not 'Reshape your data'",
+}
 
-class GPRegressor:
-    r"""Gaussian-process regression, scikit-learn style, with torch inside.
+
+class GPRegressor(RegressorMixin, BaseEstimator):
+    r"""Gaussian-process regression, a scikit-learn estimator with torch inside.
 
     Parameters
     ----------
@@ -72,6 +82,16 @@ class GPRegressor:
         squared (variances).
     noise_ : float, fitted (or fixed) noise variance, in y's units squared.
     method_ : str, the method used.
+    n_features_in_ : int, columns of the training X.
+    X_train_ : torch.Tensor, the training inputs (float64, ``(n, d)``).
+    n_evaluations_ : int, likelihood evaluations on all n points during the fit (0 with
+        ``optimizer=None``).
+    optimisation_ : :class:`~mathkit.gp.optimise.OptimisationResult` or None: where the
+        optimiser stopped, whether it converged, and its evaluation counts (None when
+        nothing was optimised).
+
+    Inputs may be numpy arrays (``predict`` then returns numpy) or torch tensors (``predict``
+    returns tensors); X of shape ``(n,)`` is n points with one input column.
 
     Units
     -----
@@ -114,12 +134,27 @@ class GPRegressor:
         if self.kernel is not None and not isinstance(self.kernel, Kernel):
             raise TypeError(f"kernel must be a mathkit.gp Kernel, got {type(self.kernel).__name__}")
         if self.noise is not None:
-            if not (isinstance(self.noise, (int, float)) and math.isfinite(self.noise) and self.noise > 0):
+            if not (_is_real(self.noise) and math.isfinite(self.noise) and self.noise > 0):
                 raise ValueError(f"noise must be None (learned) or a positive finite variance, got {self.noise}")
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
         if self.optimizer not in ("lbfgs", None):
             raise ValueError(f"optimizer must be 'lbfgs' or None, got {self.optimizer!r}")
+        if not isinstance(self.normalize_y, (bool, np.bool_)):
+            raise ValueError(f"normalize_y must be True or False, got {self.normalize_y!r}")
+        sizes = self.subset_sizes
+        if not (isinstance(sizes, (tuple, list)) and len(sizes) > 0
+                and all(_is_int(s) and s >= 2 for s in sizes)):
+            raise ValueError(f"subset_sizes must be a non-empty tuple of integers >= 2, got {sizes!r}")
+        for name in ("refine_steps", "n_probes", "precond_rank", "max_cg_iter"):
+            value = getattr(self, name)
+            if not (_is_int(value) and value >= (0 if name == "refine_steps" else 1)):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'refine_steps' else 'positive'} "
+                                 f"integer, got {value!r}")
+        if not (_is_real(self.cg_tol) and 0 < self.cg_tol < 1):
+            raise ValueError(f"cg_tol must be a number in (0, 1), got {self.cg_tol!r}")
+        if not _is_int(self.random_state):
+            raise ValueError(f"random_state must be an integer seed, got {self.random_state!r}")
 
     def _resolve_method(self, X: torch.Tensor, kernel: Kernel) -> str:
         n, d = X.shape
@@ -151,8 +186,10 @@ class GPRegressor:
         The work is done in standardised units (see :class:`Units`); hyperparameters go in and
         come out in the units of ``X`` and ``y``."""
         self._check_params()
-        X_t, y_t = _check_Xy(X, y)
-        self._torch_out = isinstance(X, torch.Tensor)
+        if y is None:
+            raise ValueError("GPRegressor requires y to be passed, but the target y is None")
+        X_t, y_t = _check_Xy(self._validated(X, reset=True), _as_1d(y))
+        self.n_features_in_ = X_t.shape[1]
         self.X_train_ = X_t
         kernel = (self.kernel or RBF()).clone()
         self._units = units = Units(X_t, y_t, kernel, self.normalize_y)
@@ -166,8 +203,12 @@ class GPRegressor:
         # constant y (residuals exactly 0): the likelihood grows without bound as the variance
         # and noise shrink; nothing to learn, so the starting hyperparameters stay
         optimise = self.optimizer is not None and len(theta) > 0 and bool(y_s.any())
+        self.optimisation_: OptimisationResult | None = None
         if optimise:
-            theta = self._optimise(kernel, X_s, y_s, backend, theta.clamp(*LOG_BOUNDS))
+            self.optimisation_ = fit_hyperparameters(backend, theta.clamp(*LOG_BOUNDS), tuple(self.subset_sizes),
+                                                     self.refine_steps, self.random_state)
+            theta = self.optimisation_.theta
+        self.n_evaluations_ = self.optimisation_.n_evaluations if optimise else 0
         backend.condition(theta)
         self._backend = backend
         self.kernel_ = kernel
@@ -189,66 +230,33 @@ class GPRegressor:
             start[: kernel.n_params] = kernel.get_log_params()
         return start
 
-    def _optimise(self, kernel, X, y, backend, theta):
-        n = len(y)
-        rng = np.random.default_rng(self.random_state)
-        perm = torch.from_numpy(rng.permutation(n))
-        sizes = [s for s in self.subset_sizes if 2 * s <= n]
-        if isinstance(backend, SKIDenseBackend):
-            sizes = sizes[:1]  # its steps cost O(m^3) in the grid size: a rough start suffices
-        if not sizes and not backend.deterministic:
-            sizes = [min(n, min(self.subset_sizes))]  # stochastic objectives need a warm start
-        exact = isinstance(backend, ExactBackend)
-        scan = min([n, SCAN_POINTS] + list(self.subset_sizes))
-        theta = best_start(ExactBackend(kernel, X[perm[:scan]], y[perm[:scan]], backend.noise), theta)
-        curvatures = []  # (subset size, Hessian at its optimum)
-        for i, size in enumerate(sizes):
-            subset = ExactBackend(kernel, X[perm[:size]], y[perm[:size]], backend.noise)
-            subset.profile = True
-            # a warm start needs no more digits than the full-data steps will fix anyway
-            theta = lbfgs(subset.value_and_grad, theta, ftol=1e-7)
-            if i >= len(sizes) - 2:  # the last two subsets' curvature models the full data's
-                # the profiled objective (exact backend) is flat along the scale, so its Hessian
-                # is taken where L-BFGS stopped; the plain one (CG) at the best scale
-                at = theta if exact else subset.rescale(theta)
-                subset.profile = exact
-                flat = subset.scale_direction() if subset.profiling else None
-                curvatures.append((size, finite_difference_hessian(subset.value_and_grad, at, flat)))
-                subset.profile = True
-            theta = subset.rescale(theta)
-        backend.profile = backend.deterministic
-        if not sizes or not exact and backend.deterministic:
-            # Full L-BFGS: the exact path for small n, and 1-D SKI whose steps cost O(m^3).
-            theta = lbfgs(backend.value_and_grad, theta)
-        else:
-            hessian = extrapolated_hessian(curvatures, n)
-            flat = backend.scale_direction() if backend.profiling else None
-            # a stochastic objective cannot resolve changes much below its probe noise
-            theta = quasi_newton(backend.value_and_grad, theta, hessian, self.refine_steps,
-                                  value=backend.value if exact else None, flat=flat,
-                                  tol=1e-4 if backend.deterministic else 1e-2)
-        theta = backend.rescale(theta)
-        if backend.profiling and backend.deterministic and at_bound(theta):
-            # the profiled scale is unbounded: it carried a variance or the noise past its bound
-            # (noiseless data), so finish on the plain likelihood inside the bounds
-            backend.profile = False
-            theta = lbfgs(backend.value_and_grad, theta)
-        return theta
-
     # ----------------------------------------------------------------- predict
     def predict(self, X, return_std: bool = False):
-        """Posterior mean of f at ``X`` (and its standard deviation, noise excluded)."""
-        if not hasattr(self, "_backend"):
-            raise RuntimeError("GPRegressor is not fitted yet: call fit(X, y) first")
-        X_t = _check_X(X, "X")
-        if X_t.shape[1] != self.X_train_.shape[1]:
-            raise ValueError(f"X has {X_t.shape[1]} columns, the training inputs had {self.X_train_.shape[1]}")
+        """Posterior mean of f at ``X`` (and its standard deviation, noise excluded): numpy
+        arrays for numpy input, tensors for tensor input."""
+        check_is_fitted(self)
+        X_t = _check_X(self._validated(X, reset=False), "X")
+        if X_t.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X_t.shape[1]} features, but GPRegressor is expecting "
+                             f"{self.n_features_in_} features as input")
         mean, var = self._backend.predict(self._units.x(X_t), return_std)
         units = self._units
         mean = mean * units.y_scale + units.y_shift
         out = [mean] + ([torch.sqrt(var.clamp_min(0.0)) * units.y_scale] if return_std else [])
-        out = [o if self._torch_out else o.cpu().numpy() for o in out]
+        out = [o if isinstance(X, torch.Tensor) else o.cpu().numpy() for o in out]
         return tuple(out) if return_std else out[0]
+
+    def _validated(self, X, reset: bool):
+        """Non-tensor ``X`` through scikit-learn's input checks (sparse, complex and
+        non-numeric data are refused, feature names recorded); finiteness is checked after,
+        with this module's messages."""
+        if isinstance(X, torch.Tensor):
+            return X
+        X = np.asarray(X) if isinstance(X, (list, tuple)) else X
+        if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
+            _check_X(X, "X")  # shape and finiteness, with messages that name X
+            X = X.reshape(-1, 1) if X.ndim == 1 else X
+        return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
 
     def log_marginal_likelihood(self) -> float:
         """log p(y | X, fitted hyperparameters) of ``y`` in the user's units (with
@@ -256,13 +264,31 @@ class GPRegressor:
         stochastic estimate for ``"cg"`` and 2-D ``"ski"``, the SKI model's exact value for 1-D
         ``"ski"``. The standardised fit's value minus :math:`n \\log s_y`, the Jacobian of
         :math:`y \\mapsto (y - \\bar y) / s_y`."""
-        if not hasattr(self, "_backend"):
-            raise RuntimeError("GPRegressor is not fitted yet: call fit(X, y) first")
+        check_is_fitted(self)
         return float(self._backend.lml) - len(self.X_train_) * math.log(self._units.y_scale)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_1d(y):
+    """A column vector ``(n, 1)`` as ``(n,)`` (scikit-learn's convention, with its warning)."""
+    if isinstance(y, torch.Tensor):
+        return y
+    y = np.asarray(y)
+    if not y.flags.writeable:
+        y = y.copy()  # torch refuses to share read-only memory
+    return column_or_1d(y, warn=True) if y.ndim == 2 and y.shape[1] == 1 else y
+
 
 def _check_X(X, name: str) -> torch.Tensor:
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        X = X.copy()  # torch refuses to share read-only memory
     X_t = as_float64(X)
     if X_t.ndim == 1:
         X_t = X_t[:, None]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from mathkit.gp.backend import LOG_2PI, Backend
+from mathkit.gp.backend import LOG_2PI, Backend, ProbeSolves, block_rows, stochastic_trace_gradient
 from mathkit.linalg import GridInterpolation, lanczos_logdet, toeplitz_matmul
 
 
@@ -54,6 +54,9 @@ class SKIDenseBackend(_SKIBase):
     so each evaluation is one :math:`m \times m` Cholesky, independent of ``n``.
     """
 
+    cheap_full_lbfgs = True  # each evaluation costs O(m^3): L-BFGS on all the data after ...
+    warm_start_subsets = 1  # ... one subset's rough start
+
     def __init__(self, kernel, X, y, noise, **settings):
         super().__init__(kernel, X, y, noise, **settings)
         m = self.grid.m
@@ -75,7 +78,7 @@ class SKIDenseBackend(_SKIBase):
         self.yty = float(y @ y)
         self.offsets = (self.active[:, None] - self.active[None, :]).abs()
 
-    def _nll(self, theta: torch.Tensor):
+    def _nll(self, theta: torch.Tensor, profile: bool = False):
         kt, noise = self._split(theta)
         K = self._first_row(kt)[self.offsets]
         B = _band_transpose_matmul(self.diagonals, _band_transpose_matmul(self.diagonals, K).T)
@@ -85,22 +88,21 @@ class SKIDenseBackend(_SKIBase):
         n, m = len(self.y), len(self.c)
         quad = (self.yty - self.c @ self.c) / noise + self.c @ v
         logdet = (n - m) * torch.log(noise) + 2 * torch.log(LB.diagonal()).sum()
-        if self.profiling:
+        if self.profiles(profile):
             return 0.5 * (n * (1 + torch.log(quad / n)) + logdet + n * LOG_2PI), LB, v, quad
         return 0.5 * (quad + logdet + n * LOG_2PI), LB, v, quad
 
     def _best_scale(self, theta):
         with torch.no_grad():
-            return float(self._nll(theta)[3]) / len(self.y)
+            return float(self._nll(theta, True)[3]) / len(self.y)
 
-    def value_and_grad(self, theta):
+    def value_and_grad(self, theta, profile=False):
         th = theta.detach().clone().requires_grad_(True)
-        nll = self._nll(th)[0]
+        nll = self._nll(th, profile)[0]
         nll.backward()
         return float(nll.detach()), th.grad
 
     def condition(self, theta):
-        self.profile = False  # the final state is the plain likelihood at rescaled theta
         with torch.no_grad():
             nll, LB, v, _ = self._nll(theta)
             kt, _ = self._split(theta)
@@ -128,6 +130,7 @@ class SKIGridBackend(_SKIBase):
     Lanczos log-determinant and trace gradients as in BBMM (Wilson & Nickisch 2015)."""
 
     deterministic = False
+    can_profile = False
 
     def _ops(self, kt, noise):
         first = self._first_row(kt).reshape(self.grid.shape)
@@ -140,7 +143,7 @@ class SKIGridBackend(_SKIBase):
 
         return grid_kernel, matmul
 
-    def _solve_all(self, kt, noise, extra=None):
+    def _solve_all(self, kt, noise) -> ProbeSolves:
         t = int(self.settings["n_probes"])
         Z = torch.randn(len(self.y), t, generator=self._generator(), dtype=torch.float64)
         _, matmul = self._ops(kt, noise)
@@ -150,29 +153,24 @@ class SKIGridBackend(_SKIBase):
         alpha = res.solution[:, 0]
         nll = 0.5 * self.y @ alpha + 0.5 * logdet + 0.5 * len(self.y) * LOG_2PI
         self.cg_iterations_ = int(res.n_iter.max())
-        return alpha, res.solution[:, 1:], Z, float(nll)
+        return ProbeSolves(alpha, res.solution[:, 1:], Z, float(nll))
 
-    def value_and_grad(self, theta):
-        th = theta.detach().clone().requires_grad_(True)
-        kt, noise = self._split(th)
-        with torch.no_grad():
-            alpha, U, Z, nll = self._solve_all(kt.detach(), noise.detach())
-        left = torch.cat([alpha[:, None], U], 1)
-        coef = torch.full((left.shape[1],), 0.5 / Z.shape[1], dtype=torch.float64)
-        coef[0] = -0.5
-        left = left * coef
-        right = torch.cat([alpha[:, None], Z], 1)
+    def _bilinear(self, kt, noise, left, right):
         grid_kernel, _ = self._ops(kt, noise)
         WtL = self.grid.apply_transpose(self.idx, self.w, left)
         WtR = self.grid.apply_transpose(self.idx, self.w, right)
-        surrogate = (WtL * grid_kernel(WtR)).sum() + noise * (left * right).sum()
-        surrogate.backward()
-        return nll, th.grad
+        yield (WtL * grid_kernel(WtR)).sum() + noise * (left * right).sum()
+
+    def value_and_grad(self, theta, profile=False):
+        with torch.no_grad():
+            solved = self._solve_all(*self._split(theta.detach()))
+        return solved.nll, stochastic_trace_gradient(theta, self._split, solved, self._bilinear)
 
     def condition(self, theta):
         kt, noise = self._split(theta)
         with torch.no_grad():
-            self.alpha, _, _, nll = self._solve_all(kt, noise)
+            solved = self._solve_all(kt, noise)
+            self.alpha, nll = solved.alpha, solved.nll
             self._grid_kernel, self._matmul = self._ops(kt, noise)
             self.beta = self._grid_kernel(self.grid.apply_transpose(self.idx, self.w, self.alpha[:, None]))[:, 0]
         self.theta, self.lml = theta, -nll
@@ -183,7 +181,7 @@ class SKIGridBackend(_SKIBase):
         if not return_std:
             return mean, None
         variances = []
-        for rows in torch.split(torch.arange(len(Xs)), 256):
+        for rows in torch.split(torch.arange(len(Xs)), block_rows(len(self.y))):
             Ws = torch.zeros(self.grid.m, len(rows), dtype=torch.float64)
             Ws.scatter_add_(0, idx[rows].T, w[rows].T)  # columns W_*^T
             KWs = self._grid_kernel(Ws)
