@@ -110,8 +110,9 @@ class SKIDenseBackend(_SKIBase):
         nodes = used[:, None] + stencil  # (used, k): the stencil of each used first node
         rows = nodes[:, :, None].expand(-1, k, k).reshape(-1)
         cols = nodes[:, None, :].expand(-1, k, k).reshape(-1)
-        A = torch.sparse_coo_tensor(torch.stack([rows, cols]), local[used].reshape(-1), (m, m), is_coalesced=False)
-        A = A.coalesce().to_sparse_csr()  # CSR: the fast sparse-dense product
+        A = torch.sparse_coo_tensor(torch.stack([rows, cols]), local[used].reshape(-1), (m, m),
+                                    check_invariants=False)
+        A = A.coalesce()
         return A, b
 
     def _lag_index(self) -> torch.Tensor:
