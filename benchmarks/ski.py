@@ -1,7 +1,7 @@
 """Structured kernel interpolation at scale: mathkit's ``GPRegressor(method="ski")`` in 1-D and
 2-D against GPyTorch's 2-D ``GridInterpolationKernel``, in the same run.
 
-    nice -n 5 python -m benchmarks.ski            # the full run
+    OPENBLAS_NUM_THREADS=1 nice -n 5 python -m benchmarks.ski   # the full run
     python -m benchmarks.ski --quick              # small sizes, to check the script
 
 Data: :func:`mathkit.data.simulate_smooth_regression` (noise sd 0.1, inputs on [0, 10]^d).
@@ -30,6 +30,9 @@ import torch
 from mathkit.data import simulate_smooth_regression, smooth_function
 
 RESULTS = Path(__file__).with_name("ski_results.json")
+#: torch threads per run; on a shared machine one thread (and OPENBLAS_NUM_THREADS=1) avoids
+#: BLAS workers spinning against other jobs' processes
+THREADS = int(os.environ.get("SKI_BENCH_THREADS", "1"))
 N_TEST = 10_000
 
 
@@ -94,7 +97,7 @@ def run_gpytorch(n: int, dims: int, grid_size: int = 64, steps: int = 30) -> dic
 
 
 def _child(name, n, dims, queue):
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     out = {"mathkit": run_mathkit, "gpytorch": run_gpytorch}[name](n, dims)
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     queue.put(out)
@@ -120,22 +123,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    sizes = [1000, 10_000] if args.quick else [10_000, 100_000, 1_000_000]
-    load = os.getloadavg()[0]
-    rows = []
-    for dims in (1, 2):
-        for n in sizes:
-            rows.append(timed("mathkit", n, dims, 600))
-            print(rows[-1], flush=True)
-    for n in sizes[:2]:  # GPyTorch's 2-D SKI where it can finish
-        rows.append(timed("gpytorch", n, 2, 600))
-        print(rows[-1], flush=True)
+    small, mid, big = (1000, 3000, 10_000) if args.quick else (10_000, 100_000, 1_000_000)
+    # the 2-D runs and GPyTorch's smallest first: on a shared machine the later ones may be cut
+    plan = [("mathkit", small, 2, 600), ("gpytorch", small, 2, 300), ("mathkit", mid, 2, 600),
+            ("mathkit", big, 2, 600), ("mathkit", small, 1, 300), ("mathkit", mid, 1, 300),
+            ("mathkit", big, 1, 300), ("gpytorch", mid, 2, 300)]
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
-            "torch": torch.__version__, "load_average_start": load, "load_average_end": os.getloadavg()[0],
+            "torch": torch.__version__, "threads": THREADS, "load_average_start": os.getloadavg()[0],
             "n_test": N_TEST}
-    if not args.quick:
-        RESULTS.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
+    rows = []
+    for name, n, dims, limit in plan:
+        rows.append(timed(name, n, dims, limit))
+        print(rows[-1], flush=True)
+        meta["load_average_end"] = os.getloadavg()[0]
+        if not args.quick:  # after every run, so a cut-short session keeps what finished
+            RESULTS.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     print(f"\n{meta}\n\n| library | d | n | fit + predict (s) | RMSE vs f | peak RSS (GB) |\n|---|---|---|---|---|---|")
     for r in rows:
         secs = f"{r['seconds']:.1f}" if r.get("seconds") else f"> {r.get('timed_out_after', r.get('failed_after', 0)):.0f} (stopped)"
