@@ -427,6 +427,10 @@ class GridInterpolation:
             w = (w[:, :, None] * w_axes[:, k, None, :]).reshape(len(X), -1)
         return idx, w
 
+    def covers(self, X: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the rows of ``X`` that :meth:`weights` can interpolate."""
+        return ((X >= self.origin + 2 * self.step) & (X <= self.end - 2 * self.step)).all(1)
+
     @staticmethod
     def apply(idx: torch.Tensor, w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         """``W V`` for grid vectors ``V`` of shape ``(m, t)`` -> ``(n, t)``."""

@@ -126,7 +126,7 @@ def test_ski_2d_matches_cholesky():
     X, y = _data(200, seed=9, dims=2)
     kw = dict(kernel=RBF(1.5, 0.6), noise=0.05, optimizer=None)
     exact = GPRegressor(method="cholesky", **kw).fit(X, y)
-    ski = GPRegressor(method="ski", grid_size=(50, 50), cg_tol=1e-7, **kw).fit(X, y)
+    ski = GPRegressor(method="ski", grid_size=(56, 56), **kw).fit(X, y)
     rng = np.random.default_rng(0)
     Xs = rng.uniform(1, 9, (40, 2))
     np.testing.assert_allclose(ski.predict(Xs), exact.predict(Xs), atol=2e-3)
@@ -151,7 +151,6 @@ def test_torch_in_torch_out_and_numpy_in_numpy_out():
     ({}, np.array([[0.0], [np.nan], [1.0]]), np.zeros(3), "NaN"),
     ({}, np.zeros((3, 1)), np.array([0.0, np.inf, 1.0]), "NaN or infinite"),
     ({"method": "ski"}, np.random.default_rng(0).random((20, 3)), np.zeros(20), "1-D and 2-D"),
-    ({"method": "ski"}, np.ones((1, 1)), np.zeros(1), "vary along every column"),
     ({"noise": 0.0}, np.zeros((3, 1)), np.zeros(3), "positive"),
     ({"noise": -1.0}, np.zeros((3, 1)), np.zeros(3), "positive"),
     ({"method": "qr"}, np.zeros((3, 1)), np.zeros(3), "method"),

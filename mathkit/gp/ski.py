@@ -1,4 +1,13 @@
-"""Structured kernel interpolation (KISS-GP) on 1-D and 2-D grids."""
+"""Structured kernel interpolation (KISS-GP) on 1-D and 2-D grids.
+
+The grid covers the training inputs with a margin of :data:`MARGIN` times their range on each
+side (the whole range 1 when a column is constant; inputs arrive centred and scaled by
+:class:`mathkit.gp.units.Units`, so offsets such as Unix timestamps cost no precision). A
+prediction point inside the grid is interpolated as in Wilson & Nickisch (2015); one outside
+it uses its exact cross-covariance with the grid nodes, :math:`k(x_*, U)` in place of
+:math:`w_*^\\top K_{UU}`, the same SKI posterior read without interpolation. Far from the data
+that cross-covariance vanishes, so the prediction is the prior mean and variance.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +19,70 @@ import torch
 from mathkit.gp.backend import LOG_2PI, Backend, ProbeSolves, block_rows, stochastic_trace_gradient
 from mathkit.linalg import GridInterpolation, lanczos_logdet, toeplitz_matmul
 
+#: the grid extends this fraction of the training inputs' range beyond them on each side
+MARGIN = 0.1
+#: grids up to this many nodes use the direct (LU) backend; larger ones conjugate gradients
+DENSE_MAX_NODES = 4096
 
-def _band_transpose_matmul(diagonals: list[torch.Tensor], M: torch.Tensor) -> torch.Tensor:
-    """:math:`C^\\top M` for lower-banded ``C`` given by its diagonals ``C.diagonal(-d)``."""
-    out = diagonals[0][:, None] * M
-    for d, c in enumerate(diagonals[1:], start=1):
-        out = out + torch.nn.functional.pad(c[:, None] * M[d:], (0, 0, 0, d))
-    return out
+
+def training_grid(X: torch.Tensor, shape: tuple[int, ...]) -> GridInterpolation:
+    """A grid over ``X``'s range widened by :data:`MARGIN` of it on each side (a constant
+    column: the range ``[x - 1/2, x + 1/2]`` around its value)."""
+    low, high = X.amin(0), X.amax(0)
+    span = high - low
+    span = torch.where(span > 0, span, torch.ones_like(span))
+    centre = (low + high) / 2
+    half = span * (0.5 + MARGIN)
+    return GridInterpolation(centre - half, centre + half, shape)
 
 
 class _SKIBase(Backend):
-    """Grid, interpolation weights and the grid kernel's first row (shared by both SKI paths)."""
+    """Grid, interpolation weights and the grid kernel (shared by both SKI paths)."""
 
     def __init__(self, kernel, X, y, noise, **settings):
         super().__init__(kernel, X, y, noise, **settings)
-        self.grid = GridInterpolation(X.min(0).values, X.max(0).values, self._grid_shape(len(X), X.shape[1]))
+        self.grid = training_grid(X, grid_shape(settings.get("grid_size"), len(X), X.shape[1]))
         self.idx, self.w = self.grid.weights(X)
         self.nodes = self.grid.nodes()
-
-    def _grid_shape(self, n: int, d: int) -> tuple[int, ...]:
-        size = self.settings.get("grid_size")
-        if size is None:
-            size = min(1000, max(100, int(4 * math.sqrt(n)))) if d == 1 else min(150, max(20, int(2 * n**0.25)))
-        shape = (size,) * d if isinstance(size, (int, np.integer)) else tuple(size)
-        if len(shape) != d:
-            raise ValueError(f"grid_size must be an int or have one entry per input column ({d}), got {size}")
-        return shape
 
     def _first_row(self, kt: torch.Tensor) -> torch.Tensor:
         """:math:`k(u_0, u_j)` for all grid nodes: the grid kernel is (block-)Toeplitz."""
         return self.kernel(self.nodes[:1], self.nodes, kt)[0]
 
+    def _blocks(self, Xs: torch.Tensor):
+        """Prediction points in blocks: ``(rows, inside)``, ``inside`` marking grid points."""
+        inside = self.grid.covers(Xs)
+        for rows in torch.split(torch.arange(len(Xs)), block_rows(self.grid.m)):
+            yield rows, inside[rows]
+
+
+def grid_shape(size, n: int, d: int) -> tuple[int, ...]:
+    """Grid points per axis: ``size`` (an int, or one per column), or by default
+    :math:`\\min(1000, \\max(100, 4\\sqrt n))` in 1-D and
+    :math:`\\min(64, \\max(20, 2 n^{1/4}))` per axis in 2-D (at most 4,096 nodes, the direct path)."""
+    if size is None:
+        size = min(1000, max(100, int(4 * math.sqrt(n)))) if d == 1 else min(64, max(20, int(2 * n**0.25)))
+    shape = (size,) * d if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(shape) != d:
+        raise ValueError(f"grid_size must be an int or have one entry per input column ({d}), got {size}")
+    return tuple(int(s) for s in shape)
+
 
 class SKIDenseBackend(_SKIBase):
-    r"""1-D SKI with :math:`A = W^\top W = C C^\top` (banded Cholesky) computed once.
+    r"""SKI with :math:`A = W^\top W` and :math:`b = W^\top y` computed once, so each
+    evaluation costs one :math:`m \times m` LU factorisation, independent of ``n``.
 
-    By Sylvester's determinant identity and the push-through identity, with
-    :math:`B = \sigma^2 I + C^\top K_{UU} C` and :math:`c = C^{-1} W^\top y`:
+    With :math:`M = \sigma^2 I + K_{UU} A` (invertible for any data: its eigenvalues are
+    those of :math:`\sigma^2 I + A^{1/2} K_{UU} A^{1/2}`) and
+    :math:`v = M^{-1} K_{UU} b = (\sigma^2 K_{UU}^{-1} + A)^{-1} b`, the posterior mean of the
+    grid values, Woodbury's identity and Sylvester's determinant identity give
 
-    .. math:: y^\top \hat K^{-1} y = \sigma^{-2}(y^\top y - c^\top c) + c^\top B^{-1} c,\qquad
-              \log|\hat K| = (n - m)\log\sigma^2 + \log|B|,
+    .. math:: y^\top \hat K^{-1} y = \sigma^{-2}(y^\top y - b^\top v),\qquad
+              \log|\hat K| = (n - m)\log\sigma^2 + \log|M|,
 
-    so each evaluation is one :math:`m \times m` Cholesky, independent of ``n``.
+    and the grid posterior covariance is :math:`\sigma^2 M^{-1} K_{UU}`. ``A`` has
+    :math:`7^d` non-zero diagonals; it is kept sparse, so :math:`K_{UU} A` costs
+    :math:`O(7^d m^2)` and the LU :math:`O(m^3)`.
     """
 
     cheap_full_lbfgs = True  # each evaluation costs O(m^3): L-BFGS on all the data after ...
@@ -59,68 +90,118 @@ class SKIDenseBackend(_SKIBase):
 
     def __init__(self, kernel, X, y, noise, **settings):
         super().__init__(kernel, X, y, noise, **settings)
-        m = self.grid.m
-        A = torch.zeros(m * m, dtype=torch.float64)
-        b = torch.zeros(m, dtype=torch.float64)
-        for rows in torch.split(torch.arange(len(X)), 2**18):  # bounded memory at n = 10^6
-            i, w = self.idx[rows], self.w[rows]
-            A.index_add_(0, (i[:, :, None] * m + i[:, None, :]).reshape(-1), (w[:, :, None] * w[:, None, :]).reshape(-1))
-            b.index_add_(0, i.reshape(-1), (w * y[rows, None]).reshape(-1))
-        A = A.reshape(m, m)
-        self.active = torch.nonzero(A.diagonal() > 0)[:, 0]  # nodes no data point touches drop out
-        C, info = torch.linalg.cholesky_ex(A[self.active][:, self.active])
-        if int(info) != 0:
-            raise ValueError("W^T W is singular for this grid (too many grid points between data "
-                             "points); pass a smaller grid_size")
-        self.C = C
-        self.diagonals = [C.diagonal(-d) for d in range(4)]
-        self.c = torch.linalg.solve_triangular(C, b[self.active, None], upper=False)[:, 0]
+        self.A, self.b = self._normal_equations()
         self.yty = float(y @ y)
-        self.offsets = (self.active[:, None] - self.active[None, :]).abs()
+        self.lags = self._lag_index()
 
-    def _nll(self, theta: torch.Tensor, profile: bool = False):
+    def _normal_equations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`W^\\top W` (sparse) and :math:`W^\\top y`. Every row of ``W`` has the same
+        stencil relative to its first node, so the ``n`` outer products are summed per first node
+        (``m`` small blocks) and only then spread over the matrix."""
+        m, k = self.grid.m, self.idx.shape[1]
+        base = self.idx[:, 0]
+        stencil = self.idx[0] - self.idx[0, 0]
+        local = torch.zeros(m, k, k, dtype=torch.float64)
+        b = torch.zeros(m, dtype=torch.float64)
+        for rows in torch.split(torch.arange(len(self.y)), 2**16):  # bounded memory at n = 10^6
+            w = self.w[rows]
+            local.index_add_(0, base[rows], w[:, :, None] * w[:, None, :])
+            b.index_add_(0, self.idx[rows].reshape(-1), (w * self.y[rows, None]).reshape(-1))
+        used = torch.nonzero(local.abs().sum((1, 2)) > 0)[:, 0]
+        nodes = used[:, None] + stencil  # (used, k): the stencil of each used first node
+        rows = nodes[:, :, None].expand(-1, k, k).reshape(-1)
+        cols = nodes[:, None, :].expand(-1, k, k).reshape(-1)
+        A = torch.sparse_coo_tensor(torch.stack([rows, cols]), local[used].reshape(-1), (m, m),
+                                    check_invariants=False)
+        A = A.coalesce()
+        return A, b
+
+    def _lag_index(self) -> torch.Tensor:
+        """Flat index into the first row of the grid kernel for every pair of nodes."""
+        axes = torch.unravel_index(torch.arange(self.grid.m), self.grid.shape)
+        flat = torch.zeros(self.grid.m, self.grid.m, dtype=torch.long)
+        for axis, size in zip(axes, self.grid.shape):
+            flat = flat * size + (axis[:, None] - axis[None, :]).abs()
+        return flat
+
+    def _grid_kernel(self, kt: torch.Tensor) -> torch.Tensor:
+        return self._first_row(kt)[self.lags]
+
+    def _factor(self, theta: torch.Tensor):
+        """Grid kernel, LU of :math:`M`, the grid posterior mean ``v`` and the quadratic form."""
         kt, noise = self._split(theta)
-        K = self._first_row(kt)[self.offsets]
-        B = _band_transpose_matmul(self.diagonals, _band_transpose_matmul(self.diagonals, K).T)
-        B = B + noise * torch.eye(len(B), dtype=B.dtype)
-        LB = torch.linalg.cholesky(B)
-        v = torch.cholesky_solve(self.c[:, None], LB)[:, 0]
-        n, m = len(self.y), len(self.c)
-        quad = (self.yty - self.c @ self.c) / noise + self.c @ v
-        logdet = (n - m) * torch.log(noise) + 2 * torch.log(LB.diagonal()).sum()
+        K = self._grid_kernel(kt)
+        M = torch.sparse.mm(self.A, K).T + noise * torch.eye(self.grid.m, dtype=torch.float64)
+        LU, pivots = torch.linalg.lu_factor(M)
+        v = torch.linalg.lu_solve(LU, pivots, (K @ self.b)[:, None])[:, 0]
+        quad = (self.yty - self.b @ v) / noise
+        return K, noise, LU, pivots, v, quad
+
+    def _objective(self, quad: torch.Tensor, noise: torch.Tensor, LU: torch.Tensor,
+                   profile: bool = False) -> torch.Tensor:
+        n, m = len(self.y), self.grid.m
+        logdet = (n - m) * torch.log(noise) + torch.log(LU.diagonal().abs()).sum()
         if self.profiles(profile):
-            return 0.5 * (n * (1 + torch.log(quad / n)) + logdet + n * LOG_2PI), LB, v, quad
-        return 0.5 * (quad + logdet + n * LOG_2PI), LB, v, quad
+            return 0.5 * (n * (1 + torch.log(quad / n)) + logdet + n * LOG_2PI)
+        return 0.5 * (quad + logdet + n * LOG_2PI)
 
     def _best_scale(self, theta):
         with torch.no_grad():
-            return float(self._nll(theta, True)[3]) / len(self.y)
+            return float(self._factor(theta)[5]) / len(self.y)
 
     def value_and_grad(self, theta, profile=False):
-        th = theta.detach().clone().requires_grad_(True)
-        nll = self._nll(th, profile)[0]
-        nll.backward()
-        return float(nll.detach()), th.grad
+        r"""Gradient in closed form (autograd through the LU costs about twice as much): with
+        :math:`r = M^{-\top} b = K_{UU}^{-1} v`, :math:`\partial(b^\top v) = \sigma^2 r^\top \partial K_{UU}\, r`,
+        :math:`\partial\log|M| = \operatorname{tr}(A M^{-1} \partial K_{UU})` and, for the noise,
+        :math:`\partial(b^\top v)/\partial\sigma^2 = -r^\top v`,
+        :math:`\partial\log|M|/\partial\sigma^2 = \operatorname{tr} M^{-1}`."""
+        theta = theta.detach()
+        with torch.no_grad():
+            K, noise, LU, pivots, v, quad = self._factor(theta)
+            nll = float(self._objective(quad, noise, LU, profile))
+            M_inv = torch.linalg.lu_solve(LU, pivots, torch.eye(self.grid.m, dtype=torch.float64))
+            r = M_inv.T @ self.b  # K^-1 v
+            c = len(self.y) / quad if self.profiles(profile) else 1.0  # d nll / d quad, times 2
+            G = torch.sparse.mm(self.A, M_inv).T - c * torch.outer(r, r)  # 2 d nll / d K_UU
+            per_lag = torch.zeros(self.grid.m, dtype=torch.float64).index_add_(0, self.lags.reshape(-1), G.reshape(-1))
+        th = theta.clone().requires_grad_(True)
+        p = self.kernel.n_params
+        (0.5 * (per_lag * self._first_row(th[:p])).sum()).backward()
+        grad = th.grad if th.grad is not None else torch.zeros_like(th)
+        if self.noise is None:  # d nll / d log s2
+            n, m = len(self.y), self.grid.m
+            grad[p] = 0.5 * (c * (r @ v - quad) + (n - m) + noise * M_inv.diagonal().sum())
+        return nll, grad
 
     def condition(self, theta):
         with torch.no_grad():
-            nll, LB, v, _ = self._nll(theta)
-            kt, _ = self._split(theta)
-            first = self._first_row(kt)
-            all_nodes = torch.arange(self.grid.m)
-            K_all_act = first[(all_nodes[:, None] - self.active[None, :]).abs()]
-            self.beta = K_all_act @ (self.C @ v)  # K_UU W^T K^-1 y
-            G = torch.linalg.solve_triangular(LB, (K_all_act @ self.C).T, upper=False)
-            # W^T K^-1 W = C B^-1 C^T, so the posterior grid covariance is K_UU - G^T G.
-            self.grid_cov = first[(all_nodes[:, None] - all_nodes[None, :]).abs()] - G.T @ G
+            K, noise, LU, pivots, v, quad = self._factor(theta)
+            nll = self._objective(quad, noise, LU)
+            self.grid_mean = v
+            cov = noise * torch.linalg.lu_solve(LU, pivots, K)
+            self.grid_cov = (cov + cov.T) / 2
+            # for points off the grid: W^T K^-1 y and W^T K^-1 W = (A - A (grid_cov / s2) A) / s2
+            self.weighted_alpha = (self.b - torch.sparse.mm(self.A, v[:, None])[:, 0]) / noise
+            AC = torch.sparse.mm(self.A, self.grid_cov)
+            self.precision = (self.A.to_dense() - torch.sparse.mm(self.A, AC.T) / noise) / noise
         self.theta, self.lml = theta, -float(nll)
 
     def predict(self, Xs, return_std):
-        idx, w = self.grid.weights(Xs)
-        mean = (self.beta[idx] * w).sum(1)
-        if not return_std:
-            return mean, None
-        var = torch.einsum("na,nab,nb->n", w, self.grid_cov[idx[:, :, None], idx[:, None, :]], w)
+        kt, _ = self._split(self.theta)
+        mean = torch.empty(len(Xs), dtype=torch.float64)
+        var = torch.empty(len(Xs), dtype=torch.float64) if return_std else None
+        for rows, inside in self._blocks(Xs):
+            on, off = rows[inside], rows[~inside]
+            if len(on):
+                idx, w = self.grid.weights(Xs[on])
+                mean[on] = (self.grid_mean[idx] * w).sum(1)
+                if return_std:
+                    var[on] = torch.einsum("na,nab,nb->n", w, self.grid_cov[idx[:, :, None], idx[:, None, :]], w)
+            if len(off):
+                cross = self.kernel(Xs[off], self.nodes, kt)
+                mean[off] = cross @ self.weighted_alpha
+                if return_std:
+                    var[off] = self.kernel.diag(Xs[off], kt) - ((cross @ self.precision) * cross).sum(1)
         return mean, var
 
 
@@ -172,28 +253,36 @@ class SKIGridBackend(_SKIBase):
             solved = self._solve_all(kt, noise)
             self.alpha, nll = solved.alpha, solved.nll
             self._grid_kernel, self._matmul = self._ops(kt, noise)
-            self.beta = self._grid_kernel(self.grid.apply_transpose(self.idx, self.w, self.alpha[:, None]))[:, 0]
+            self.weighted_alpha = self.grid.apply_transpose(self.idx, self.w, self.alpha[:, None])[:, 0]
         self.theta, self.lml = theta, -nll
 
     def predict(self, Xs, return_std):
-        idx, w = self.grid.weights(Xs)
-        mean = (self.beta[idx] * w).sum(1)
-        if not return_std:
-            return mean, None
-        variances = []
-        for rows in torch.split(torch.arange(len(Xs)), block_rows(len(self.y))):
-            Ws = torch.zeros(self.grid.m, len(rows), dtype=torch.float64)
-            Ws.scatter_add_(0, idx[rows].T, w[rows].T)  # columns W_*^T
-            KWs = self._grid_kernel(Ws)
-            cross = GridInterpolation.apply(self.idx, self.w, KWs)
-            V = self._cg(self._matmul, cross, None).solution
-            variances.append((Ws * KWs).sum(0) - (cross * V).sum(0))
-        return mean, torch.cat(variances)
+        kt, _ = self._split(self.theta)
+        mean = torch.empty(len(Xs), dtype=torch.float64)
+        var = torch.empty(len(Xs), dtype=torch.float64) if return_std else None
+        for rows, inside in self._blocks(Xs):
+            # K_UU w_* inside the grid, the exact k(U, x_*) off it (columns)
+            KWs = torch.empty(self.grid.m, len(rows), dtype=torch.float64)
+            prior = torch.empty(len(rows), dtype=torch.float64)
+            if inside.any():
+                idx, w = self.grid.weights(Xs[rows[inside]])
+                Ws = torch.zeros(self.grid.m, len(idx), dtype=torch.float64)
+                Ws.scatter_add_(0, idx.T, w.T)  # columns W_*^T
+                KWs[:, inside] = self._grid_kernel(Ws)
+                prior[inside] = (Ws * KWs[:, inside]).sum(0)
+            if (~inside).any():
+                KWs[:, ~inside] = self.kernel(self.nodes, Xs[rows[~inside]], kt)
+                prior[~inside] = self.kernel.diag(Xs[rows[~inside]], kt)
+            mean[rows] = KWs.T @ self.weighted_alpha
+            if return_std:
+                for cols in torch.split(torch.arange(len(rows)), block_rows(len(self.y))):
+                    cross = GridInterpolation.apply(self.idx, self.w, KWs[:, cols])
+                    V = self._cg(self._matmul, cross, None).solution
+                    var[rows[cols]] = prior[cols] - (cross * V).sum(0)
+        return mean, var
 
 
 def ski_backend(kernel, X, y, noise, **settings):
-    probe = _SKIBase.__new__(_SKIBase)
-    probe.settings = settings
-    shape = probe._grid_shape(len(X), X.shape[1])
-    dense = X.shape[1] == 1 and shape[0] <= 4000
+    """The direct backend for grids of up to :data:`DENSE_MAX_NODES` nodes, CG above."""
+    dense = math.prod(grid_shape(settings.get("grid_size"), len(X), X.shape[1])) <= DENSE_MAX_NODES
     return (SKIDenseBackend if dense else SKIGridBackend)(kernel, X, y, noise, **settings)

@@ -1,0 +1,104 @@
+"""SKI against the exact Cholesky posterior: inside the data, at its edges, outside it and far
+away, with offset inputs, tiny n and constant inputs (issue 12)."""
+
+import numpy as np
+import pytest
+
+from mathkit.data import simulate_smooth_regression
+from mathkit.gp import GPRegressor
+from mathkit.kernels import RBF, Matern
+
+FIXED = dict(kernel=RBF(0.5, 0.7), noise=0.01, optimizer=None)
+
+
+def _pair(X, y, **kw):
+    ski = GPRegressor(method="ski", **kw).fit(X, y)
+    exact = GPRegressor(method="cholesky", **kw).fit(X, y)
+    return ski, exact
+
+
+def _close(ski, exact, Xs, atol):
+    m1, s1 = ski.predict(Xs, return_std=True)
+    m2, s2 = exact.predict(Xs, return_std=True)
+    np.testing.assert_allclose(m1, m2, atol=atol)
+    np.testing.assert_allclose(s1, s2, atol=atol)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_1d_inside_edges_and_outside(seed):
+    d = simulate_smooth_regression(300, rng=seed)
+    ski, exact = _pair(d.X, d.y, grid_size=400, **FIXED)
+    lo, hi = d.X.min(), d.X.max()
+    inside = np.linspace(lo, hi, 50)
+    edges = np.array([lo, hi, lo - 1e-9, hi + 1e-9])
+    near = np.array([lo - 0.3, lo - 1.1, hi + 0.7, hi + 1.5])  # in the margin and just beyond it
+    _close(ski, exact, np.concatenate([inside, edges, near]), 2e-3)
+    assert ski.log_marginal_likelihood() == pytest.approx(exact.log_marginal_likelihood(), abs=0.05)
+
+
+def test_far_from_the_data_is_the_prior():
+    d = simulate_smooth_regression(200, rng=3)
+    ski = GPRegressor(method="ski", **FIXED).fit(d.X, d.y)
+    mean, sd = ski.predict(np.array([-50.0, 60.0, 1e6]), return_std=True)
+    np.testing.assert_allclose(mean, d.y.mean(), atol=1e-9)  # normalize_y: the prior mean is ybar
+    np.testing.assert_allclose(sd, np.sqrt(0.7), rtol=1e-9)  # the prior sd: sqrt of the variance
+
+
+def test_prediction_over_the_whole_domain_with_fitted_hyperparameters():
+    """The first plot a reader makes: trained on uniform(0, 10), predicted on linspace(0, 10)."""
+    d = simulate_smooth_regression(2000, rng=4)
+    ski = GPRegressor(method="ski").fit(d.X, d.y)
+    exact = GPRegressor(ski.kernel_, noise=ski.noise_, optimizer=None, method="cholesky").fit(d.X, d.y)
+    _close(ski, exact, np.linspace(-1, 11, 300), 5e-3)
+
+
+@pytest.mark.parametrize("offset", [1.7e9, -3e7])
+def test_offsets_cost_no_precision(offset):
+    """Unix-timestamp-sized offsets: the fit works and predictions match the unshifted ones."""
+    d = simulate_smooth_regression(500, rng=5)
+    Xs = np.linspace(-2, 12, 80)
+    plain = GPRegressor(method="ski", grid_size=400, **FIXED).fit(d.X, d.y)
+    shifted = GPRegressor(method="ski", grid_size=400, **FIXED).fit(d.X + offset, d.y)
+    # an offset of 1.7e9 rounds each input by ~1e-7: far below the 0.5 lengthscale
+    np.testing.assert_allclose(shifted.predict(Xs + offset), plain.predict(Xs), atol=1e-5)
+    exact = GPRegressor(method="cholesky", **FIXED).fit(d.X + offset, d.y)
+    _close(shifted, exact, Xs + offset, 2e-3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 100])
+def test_default_grid_any_n(n):
+    d = simulate_smooth_regression(n, rng=6)
+    ski = GPRegressor(method="ski").fit(d.X, d.y)
+    exact = GPRegressor(ski.kernel_, noise=ski.noise_, optimizer=None, method="cholesky").fit(d.X, d.y)
+    Xs = np.linspace(-3, 13, 60)
+    _close(ski, exact, Xs, 0.03 * np.sqrt(ski.kernel_.variance))  # 3% of the prior sd
+    assert np.isfinite(ski.log_marginal_likelihood())
+
+
+def test_constant_X_is_defined():
+    X = np.full(40, 3.0)
+    y = np.random.default_rng(7).normal(size=40)
+    ski = GPRegressor(method="ski").fit(X, y)
+    exact = GPRegressor(ski.kernel_, noise=ski.noise_, optimizer=None, method="cholesky").fit(X, y)
+    _close(ski, exact, np.array([3.0, 2.5, 10.0]), 1e-4)
+    assert ski.log_marginal_likelihood() == pytest.approx(exact.log_marginal_likelihood(), abs=1e-4)
+
+
+def test_2d_inside_and_outside_and_one_constant_column():
+    d = simulate_smooth_regression(300, dims=2, rng=8)
+    kw = dict(kernel=Matern(2.5, 1.5, 0.6), noise=0.05, optimizer=None)
+    ski, exact = _pair(d.X, d.y, grid_size=(56, 56), **kw)
+    rng = np.random.default_rng(0)
+    Xs = np.concatenate([rng.uniform(0, 10, (30, 2)), rng.uniform(-4, 14, (30, 2)), [[50.0, 5.0]]])
+    _close(ski, exact, Xs, 3e-3)
+    Xc = np.column_stack([d.X[:, 0], np.full(300, 2.0)])
+    ski, exact = _pair(Xc, d.y, grid_size=(56, 21), **kw)
+    _close(ski, exact, np.column_stack([np.linspace(-2, 12, 20), np.full(20, 2.0)]), 3e-3)
+
+
+def test_2d_fitted_hyperparameters_close_to_exact():
+    d = simulate_smooth_regression(2000, dims=2, rng=9)
+    ski = GPRegressor(method="ski", grid_size=(40, 40)).fit(d.X, d.y)
+    exact = GPRegressor(method="cholesky").fit(d.X, d.y)
+    assert ski.kernel_.lengthscale == pytest.approx(exact.kernel_.lengthscale, rel=0.05)
+    assert ski.noise_ == pytest.approx(exact.noise_, rel=0.1)
