@@ -29,7 +29,8 @@ def as_float_array(name: str, value) -> np.ndarray:
     array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {array.dtype}")
-    # contiguous: torch (behind check_finite) refuses views with negative strides, e.g. np.rot90's
-    array = np.ascontiguousarray(array, dtype=float)
+    # a copy when strided: torch (behind check_finite) refuses views with negative strides, e.g.
+    # np.rot90's (not np.ascontiguousarray, which turns a 0-d array into shape (1,))
+    array = np.require(array.astype(float, copy=False), requirements="C")
     check_finite(name, array)
     return array

@@ -96,3 +96,10 @@ def test_empty_published_group_raises():
                             rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="no published stories"):
         pop.published_success_rate(theory=True)
+
+
+def test_scalar_arguments_give_a_scalar_rate():
+    # odds 1 : 4 times the asymmetry 30 -> 30 : 4 (a 0-d result, so float() works on it)
+    rate = published_success_rate(0.2, 0.3, 0.01)
+    assert np.ndim(rate) == 0
+    assert float(rate) == pytest.approx(30 / 34, rel=1e-12)
