@@ -295,3 +295,23 @@ def test_toeplitz_matmul_against_dense():
     K = RBF(0.3)(nodes)
     V = torch.randn(63, 2, dtype=torch.float64)
     np.testing.assert_allclose(toeplitz_matmul(K[0].reshape(9, 7), V).numpy(), (K @ V).numpy(), atol=1e-12)
+
+
+def test_woodbury_preconditioner_matches_the_dense_solve_and_log_determinant():
+    from mathkit.linalg import woodbury_preconditioner
+
+    g = torch.Generator().manual_seed(4)
+    L = torch.randn(60, 7, generator=g, dtype=torch.float64)
+    R = torch.randn(60, 3, generator=g, dtype=torch.float64)
+    for noise in (1e-3, 0.5, torch.tensor(2.0, dtype=torch.float64)):
+        P = L @ L.T + float(noise) * torch.eye(60, dtype=torch.float64)
+        solve, logdet = woodbury_preconditioner(L, noise)
+        torch.testing.assert_close(solve(R), torch.linalg.solve(P, R), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(logdet, torch.linalg.slogdet(P).logabsdet, rtol=1e-12, atol=1e-10)
+
+
+def test_woodbury_preconditioner_names_a_bad_noise():
+    from mathkit.linalg import woodbury_preconditioner
+
+    with pytest.raises(ValueError, match="noise must be a positive variance"):
+        woodbury_preconditioner(torch.ones(5, 2, dtype=torch.float64), 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mathkit.gp.backend import LOG_2PI, Backend, ProbeSolves, block_rows, stochastic_trace_gradient
-from mathkit.linalg import lanczos_logdet, pivoted_cholesky
+from mathkit.linalg import lanczos_logdet, pivoted_cholesky, woodbury_preconditioner
 
 
 class CGBackend(Backend):
@@ -32,18 +32,12 @@ class CGBackend(Backend):
         return matmul
 
     def _preconditioner(self, kt: torch.Tensor, noise: torch.Tensor):
-        """Woodbury inverse and log-det of :math:`P = L_k L_k^\\top + \\sigma^2 I`."""
+        """Rank-``precond_rank`` pivoted Cholesky of the kernel matrix, with the Woodbury solve and
+        log-determinant of :math:`P = L_k L_k^\\top + \\sigma^2 I`."""
         X = self.X
         Lk = pivoted_cholesky(self.kernel.diag(X, kt), lambda i: self.kernel(X[i:i + 1], X, kt)[0],
                               int(self.settings["precond_rank"]))
-        k = Lk.shape[1]
-        Lc = torch.linalg.cholesky(noise * torch.eye(k, dtype=X.dtype) + Lk.T @ Lk)
-
-        def solve(R: torch.Tensor) -> torch.Tensor:
-            return (R - Lk @ torch.cholesky_solve(Lk.T @ R, Lc)) / noise
-
-        logdet = (len(X) - k) * torch.log(noise) + 2 * torch.log(Lc.diagonal()).sum()
-        return Lk, solve, logdet
+        return (Lk, *woodbury_preconditioner(Lk, noise))
 
     def _solve_all(self, kt, noise) -> ProbeSolves:
         n, t = len(self.y), int(self.settings["n_probes"])
