@@ -102,3 +102,22 @@ def test_2d_fitted_hyperparameters_close_to_exact():
     exact = GPRegressor(method="cholesky").fit(d.X, d.y)
     assert ski.kernel_.lengthscale == pytest.approx(exact.kernel_.lengthscale, rel=0.05)
     assert ski.noise_ == pytest.approx(exact.noise_, rel=0.1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lengthscale_floor_half_a_grid_cell(seed):
+    # on this grid the SKI likelihood, unbounded, drives the lengthscale to about a third of
+    # half a cell (0.064, measured), an artefact: the exact GP's is 0.28; bounded, it stops on
+    # the floor
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0, 10, 3000)
+    y = np.cos(9 * X) + 0.05 * rng.standard_normal(3000)
+    size = 40
+    gp = GPRegressor(method="ski", grid_size=size).fit(X, y)
+    # the grid spans the data's range plus 10% on each side in size - 5 cells (two beyond each end)
+    half_cell = 0.5 * 1.2 * (X.max() - X.min()) / (size - 5)
+    assert gp.kernel_.lengthscale >= half_cell * (1 - 1e-9)
+    assert gp.kernel_.lengthscale == pytest.approx(half_cell, rel=1e-6)
+    # the floor excludes nothing the exact model wants here
+    exact = GPRegressor(method="cholesky").fit(X[:600], y[:600])
+    assert exact.kernel_.lengthscale > half_cell

@@ -116,6 +116,14 @@ class Backend:
         direction of the likelihood surface. A fixed noise pins the scale."""
         return profile and self.can_profile and self.noise is None
 
+    def log_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lower and upper bounds of each log hyperparameter (shape ``(p,)`` each, ``p`` the
+        kernel's parameters plus a learned noise): :data:`LOG_BOUNDS` for every one, unless a
+        backend cannot represent part of that range (SKI: lengthscales below half a grid cell)."""
+        p = self.kernel.n_params + (self.noise is None)
+        return (torch.full((p,), LOG_BOUNDS[0], dtype=torch.float64),
+                torch.full((p,), LOG_BOUNDS[1], dtype=torch.float64))
+
     def value(self, theta: torch.Tensor, profile: bool = False) -> float:
         """The objective alone (for backends with ``cheap_value``; otherwise its gradient's cost)."""
         return self.value_and_grad(theta, profile)[0]

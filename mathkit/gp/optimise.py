@@ -66,6 +66,13 @@ def at_bound(theta: torch.Tensor) -> bool:
     return bool(((theta <= low + 1e-9) | (theta >= high - 1e-9)).any())
 
 
+def _pairs(bounds: tuple[torch.Tensor, torch.Tensor] | None, p: int) -> list[tuple[float, float]]:
+    """``(low, high)`` per parameter, as scipy takes them."""
+    if bounds is None:
+        return [LOG_BOUNDS] * p
+    return [(float(lo), float(hi)) for lo, hi in zip(*bounds)]
+
+
 class Step(NamedTuple):
     """Where one optimisation stage stopped, and whether it met its own convergence test."""
 
@@ -74,16 +81,18 @@ class Step(NamedTuple):
     message: str
 
 
-def lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9) -> Step:
+def lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9,
+          bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> Step:
     """Minimise the negative log marginal likelihood with scipy's L-BFGS-B in log space
-    (``ftol``: relative change of the objective at which to stop)."""
+    (``ftol``: relative change of the objective at which to stop; ``bounds``: per-parameter
+    lower and upper bounds, :data:`LOG_BOUNDS` for all when None)."""
 
     def fun(x):
         value, grad = value_and_grad(torch.from_numpy(x))
         return float(value), grad.numpy()
 
     res = scipy.optimize.minimize(fun, theta.numpy(), jac=True, method="L-BFGS-B",
-                                  bounds=[LOG_BOUNDS] * len(theta), options={"ftol": ftol})
+                                  bounds=_pairs(bounds, len(theta)), options={"ftol": ftol})
     return Step(torch.from_numpy(res.x), bool(res.success), f"L-BFGS-B: {res.message}")
 
 
@@ -122,7 +131,8 @@ def finite_difference_hessian(value_and_grad, theta: torch.Tensor, flat: torch.T
 
 
 def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
-                  flat: torch.Tensor | None = None, tol: float = 1e-4) -> Step:
+                  flat: torch.Tensor | None = None, tol: float = 1e-4,
+                  bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> Step:
     """A few Newton steps on the full data with a borrowed Hessian, updated by BFGS.
 
     The Hessian extrapolated from the subsets models the full likelihood's curvature well
@@ -132,8 +142,9 @@ def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
     must lower it, and the last, small step is taken without a gradient evaluation when it
     does (for the exact GP a Cholesky, a third of the cost of a gradient). ``flat`` is a
     direction the objective does not change along (a profiled scale); steps are kept
-    orthogonal to it.
+    orthogonal to it. Steps are clamped to ``bounds`` (:data:`LOG_BOUNDS` when None).
     """
+    low, high = bounds if bounds is not None else LOG_BOUNDS
     project = (lambda v: v) if flat is None else (lambda v: v - (v @ flat) / (flat @ flat) * flat)
     evals, evecs = torch.linalg.eigh(hessian)
     H = evecs @ torch.diag(evals.clamp_min(1e-6 * evals.abs().max())) @ evecs.T
@@ -142,12 +153,12 @@ def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
         step = project(-torch.linalg.lstsq(H, grad[:, None]).solution[:, 0])
         if 0.5 * float(-grad @ step) < tol:
             if value is not None:
-                new = (theta + step).clamp(*LOG_BOUNDS)
+                new = (theta + step).clamp(low, high)
                 theta = new if value(new) <= current else theta
             return Step(theta, True, f"Newton: predicted decrease below {tol:g}")
         step = step * min(1.0, 1.0 / float(step.abs().max()))  # trust region of e in each scale
         for _ in range(4):
-            new = (theta + step).clamp(*LOG_BOUNDS)
+            new = (theta + step).clamp(low, high)
             new_value, new_grad = value_and_grad(new)
             if value is None or new_value <= current:
                 break
@@ -202,7 +213,8 @@ def fit_hyperparameters(backend: Backend, theta: torch.Tensor, subset_sizes: tup
     3. On all the data: L-BFGS when there was no subset or ``backend.cheap_full_lbfgs``;
        otherwise at most ``refine_steps`` :func:`quasi_newton` steps with the Hessian
        :func:`extrapolated_hessian` borrows from the last two subsets.
-    4. Bounds: the profiled scale is unbounded, so a deterministic fit that ends with a
+    4. Bounds: ``backend.log_bounds()`` on all the data (the subsets' exact fits use the
+       wide :data:`LOG_BOUNDS`; their result is clamped into the backend's). The profiled scale is unbounded, so a deterministic fit that ends with a
        hyperparameter at its bound is finished by L-BFGS on the plain likelihood.
     """
     X, y, kernel, n = backend.X, backend.y, backend.kernel, len(backend.y)
@@ -231,19 +243,21 @@ def fit_hyperparameters(backend: Backend, theta: torch.Tensor, subset_sizes: tup
             fitted.count += hessian_of.count
         subset_calls += fitted.count
         theta = subset.rescale(theta)
+    bounds = backend.log_bounds()
+    theta = theta.clamp(*bounds)
     if not sizes or backend.cheap_full_lbfgs:
-        step = lbfgs(full.value_and_grad, theta)
+        step = lbfgs(full.value_and_grad, theta, bounds=bounds)
     else:
         flat = backend.scale_direction() if backend.profiles(profile) else None
         # a stochastic objective cannot resolve changes much below its probe noise
         step = quasi_newton(full.value_and_grad, theta, extrapolated_hessian(curvatures, n), refine_steps,
                             value=full.value if backend.cheap_value else None, flat=flat,
-                            tol=1e-4 if backend.deterministic else 1e-2)
-    theta = backend.rescale(step.theta)
+                            tol=1e-4 if backend.deterministic else 1e-2, bounds=bounds)
+    theta = backend.rescale(step.theta).clamp(*bounds)
     if backend.profiles(profile) and backend.deterministic and at_bound(theta):
         # the profiled scale carried a variance or the noise past its bound (noiseless data):
         # finish on the plain likelihood inside the bounds
         full.profile = False
-        step = lbfgs(full.value_and_grad, theta)
+        step = lbfgs(full.value_and_grad, theta, bounds=bounds)
         theta = step.theta
     return OptimisationResult(theta, full.count, subset_calls, tuple(sizes), step.converged, step.message)
