@@ -26,7 +26,7 @@ the float32 kernels of the underlying special functions lose digits in the tails
 value outside a function's domain raises a ``ValueError`` naming the argument
 and the constraint; NaN propagates as in torch.
 
-The kernels themselves, without checks, live in :mod:`mathkit._standard_normal`, shared
+The kernels themselves, without checks, live in ``mathkit._standard_normal``, shared
 with :mod:`mathkit.distributions`.
 """
 

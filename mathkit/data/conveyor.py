@@ -69,7 +69,7 @@ class ConveyorImages:
     Attributes:
         images: ``(n, size, size)`` float32 intensities.
         defective: ``(n,)`` bool, the label.
-        kind: ``(n,)`` int, index into :data:`DEFECT_KINDS`; -1 on good items.
+        kind: ``(n,)`` int, index into ``DEFECT_KINDS``; -1 on good items.
         contrast: ``(n,)`` float, the defect's contrast (0 on good items).
         center: ``(n, 2)`` item centre in pixels (row, column).
         angle: ``(n,)`` rotation of the item's long axis in radians.
@@ -109,7 +109,7 @@ def simulate_conveyor(
         n: number of frames (positive).
         size: side of the square frame in pixels (at least 32).
         defect_rate: probability that an item is defective.
-        kinds: the defect kinds to draw from, a non-empty subset of :data:`DEFECT_KINDS`.
+        kinds: the defect kinds to draw from, a non-empty subset of ``DEFECT_KINDS``.
         rng: a ``numpy.random.Generator`` or an int seed; a fresh unseeded one when ``None``.
 
     Returns:

@@ -11,7 +11,7 @@ and ``validate_args`` errors in torch's wording. Each offers ``log_cdf`` and
 (:func:`mathkit.losses.censored_nll`) compose with any of them.
 
 Internally everything is computed in float64 with the log-space kernels of
-:mod:`mathkit._standard_normal` and returned in the parameters' dtype, so float32 models
+``mathkit._standard_normal`` and returned in the parameters' dtype, so float32 models
 get float32 results that are exact to float32 rounding.
 
 Bad input follows one rule. Parameters: integer and bool tensors are promoted to a
@@ -32,7 +32,7 @@ two normal laws), ``_constraints``, ``_standardization`` (z-space plumbing); the
 N(0, 1) truncated to :math:`[\alpha, \beta]` in ``_truncated_standard_tails``, ``_quantile``,
 ``_draws`` and ``_moments``; the incomplete beta function in ``_incomplete_beta``. The
 standard normal kernels they share with :mod:`mathkit.numerics` live in
-:mod:`mathkit._standard_normal`.
+``mathkit._standard_normal``.
 """
 
 from mathkit.distributions.censored_normal import CensoredNormal

@@ -1,7 +1,7 @@
 """``TruncatedNormal``: the normal law conditioned on an interval.
 
 The torch plumbing lives here; the math, in standard form, in the ``_truncated_standard_*``
-modules (tails, quantile, draws, moments) and in :mod:`mathkit._standard_normal`.
+modules (tails, quantile, draws, moments) and in ``mathkit._standard_normal``.
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ three ways to handle :math:`\hat K`:
 Kernels (:class:`RBF`, :class:`Matern`, :class:`Periodic`, ``+``, ``*``) live in
 :mod:`mathkit.kernels` and are re-exported here.
 
-Layout: :mod:`~mathkit.gp.regressor` (the estimator, a scikit-learn ``BaseEstimator``),
-:mod:`~mathkit.gp.units` (the standardisation every fit runs in), :mod:`~mathkit.gp.optimise`
-(the fitting strategy, :func:`~mathkit.gp.optimise.fit_hyperparameters`: starting points,
+Layout: ``mathkit.gp.regressor`` (the estimator, a scikit-learn ``BaseEstimator``),
+``mathkit.gp.units`` (the standardisation every fit runs in), ``mathkit.gp.optimise``
+(the fitting strategy, ``mathkit.gp.optimise.fit_hyperparameters``: starting points,
 L-BFGS and the subset-then-Newton refinement, chosen by what a backend declares it can do),
-and one module per way of handling :math:`\hat K`: :mod:`~mathkit.gp.exact`,
-:mod:`~mathkit.gp.cg`, :mod:`~mathkit.gp.ski`, all built on :mod:`~mathkit.gp.backend`
+and one module per way of handling :math:`\hat K`: ``mathkit.gp.exact``,
+``mathkit.gp.cg``, ``mathkit.gp.ski``, all built on ``mathkit.gp.backend``
 (capabilities, named solve results, the shared stochastic trace gradient, the block-size rule).
 The dense Cholesky steps are the public LAPACK wrappers of :mod:`mathkit.linalg`; an exact
 evaluation runs with torch on one thread (:func:`mathkit.linalg.one_torch_thread`, the

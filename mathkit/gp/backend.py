@@ -82,14 +82,14 @@ class Backend:
     *negative* log marginal likelihood and its gradient in the log hyperparameters;
     ``condition`` stores what ``predict`` needs at the final hyperparameters.
 
-    Capabilities, declared by each backend for the optimiser (:mod:`mathkit.gp.optimise`) to
+    Capabilities, declared by each backend for the optimiser (``mathkit.gp.optimise``) to
     read, so that no caller needs to know which backend it holds:
     """
 
     #: the objective is exact (line searches may compare values; L-BFGS may be used)
     deterministic = True
     #: ``profile=True`` is supported: the objective maximised over a common scale of the
-    #: kernel variances and the noise (see :meth:`rescale`)
+    #: kernel variances and the noise (see ``rescale``)
     can_profile = True
     #: an evaluation costs little next to an exact subset's (so L-BFGS on all the data after
     #: the warm start, rather than a few Newton steps)

@@ -73,7 +73,7 @@ class GPRegressor(RegressorMixin, BaseEstimator):
         in 1-D, :math:`\min(64, \max(20, 2 n^{1/4}))` per axis in 2-D). The grid spans the
         training inputs plus a tenth of their range on each side; predictions off the grid use
         exact cross-covariances with its nodes (the prior far from the data), see
-        :mod:`mathkit.gp.ski`.
+        ``mathkit.gp.ski``.
     n_probes, precond_rank, cg_tol, max_cg_iter : CG and SKI-CG settings.
     random_state : int
         Seeds the subsets and probe vectors, so fits are reproducible.
