@@ -118,7 +118,7 @@ class Backend:
 
     def log_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower and upper bounds of each log hyperparameter (shape ``(p,)`` each, ``p`` the
-        kernel's parameters plus a learned noise): :data:`LOG_BOUNDS` for every one, unless a
+        kernel's parameters plus a learned noise): ``LOG_BOUNDS`` for every one, unless a
         backend cannot represent part of that range (SKI: lengthscales below half a grid cell)."""
         p = self.kernel.n_params + (self.noise is None)
         return (torch.full((p,), LOG_BOUNDS[0], dtype=torch.float64),

@@ -85,7 +85,7 @@ def lbfgs(value_and_grad, theta: torch.Tensor, ftol: float = 2.2e-9,
           bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> Step:
     """Minimise the negative log marginal likelihood with scipy's L-BFGS-B in log space
     (``ftol``: relative change of the objective at which to stop; ``bounds``: per-parameter
-    lower and upper bounds, :data:`LOG_BOUNDS` for all when None)."""
+    lower and upper bounds, ``LOG_BOUNDS`` for all when None)."""
 
     def fun(x):
         value, grad = value_and_grad(torch.from_numpy(x))
@@ -142,7 +142,7 @@ def quasi_newton(value_and_grad, theta, hessian, steps: int, value=None,
     must lower it, and the last, small step is taken without a gradient evaluation when it
     does (for the exact GP a Cholesky, a third of the cost of a gradient). ``flat`` is a
     direction the objective does not change along (a profiled scale); steps are kept
-    orthogonal to it. Steps are clamped to ``bounds`` (:data:`LOG_BOUNDS` when None).
+    orthogonal to it. Steps are clamped to ``bounds`` (``LOG_BOUNDS`` when None).
     """
     low, high = bounds if bounds is not None else LOG_BOUNDS
     project = (lambda v: v) if flat is None else (lambda v: v - (v @ flat) / (flat @ flat) * flat)
@@ -214,7 +214,7 @@ def fit_hyperparameters(backend: Backend, theta: torch.Tensor, subset_sizes: tup
        otherwise at most ``refine_steps`` :func:`quasi_newton` steps with the Hessian
        :func:`extrapolated_hessian` borrows from the last two subsets.
     4. Bounds: ``backend.log_bounds()`` on all the data (the subsets' exact fits use the
-       wide :data:`LOG_BOUNDS`; their result is clamped into the backend's). The profiled scale is unbounded, so a deterministic fit that ends with a
+       wide ``LOG_BOUNDS``; their result is clamped into the backend's). The profiled scale is unbounded, so a deterministic fit that ends with a
        hyperparameter at its bound is finished by L-BFGS on the plain likelihood.
     """
     X, y, kernel, n = backend.X, backend.y, backend.kernel, len(backend.y)
