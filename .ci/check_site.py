@@ -172,7 +172,9 @@ def check_page(page: Path, root: Path, port: int, shots: Path | None) -> list[st
         problems.append(f"unrendered TeX in the text: {sorted(set(stray))[:5]}")
     source_ipynb = root / "_sources" / Path(rel).with_suffix(".ipynb")
     if source_ipynb.exists():
-        binder = binder_link(Path(rel).with_suffix(".ipynb").as_posix())
+        # a MyST text notebook (e.g. the takeaways) is executed too, but launches as its .md source
+        text_notebook = (root / "_sources" / Path(rel).with_suffix(".md")).exists()
+        binder = binder_link(Path(rel).with_suffix(".md" if text_notebook else ".ipynb").as_posix())
         if binder not in dom.links:
             problems.append(f"notebook page without the Binder launch link {binder}")
         if not any(h.endswith(".ipynb") for h in dom.links):
