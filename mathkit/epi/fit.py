@@ -8,7 +8,12 @@ import warnings
 import numpy as np
 import torch
 
-from mathkit.epi.intervals import inverse_information, profile_intervals, wald_intervals
+from mathkit.epi.intervals import (
+    interval_quantile,
+    inverse_information,
+    profile_intervals,
+    wald_intervals,
+)
 from mathkit.epi.objective import LIKELIHOODS, OBSERVED, SIRObjective, log_expected_counts
 from mathkit.epi.optimise import minimise_from_starts
 from mathkit.epi.solver import SIRTrajectory, Times, check_times, simulate_sir
@@ -180,7 +185,7 @@ def fit_sir(
     i0: float | None = None,
     *,
     level: float = 0.95,
-    interval: str = "wald",
+    interval: str = "profile",
 ) -> SIRFit:
     r"""Fit the SIR model to counts by maximum likelihood, with Wald intervals.
 
@@ -250,9 +255,11 @@ def fit_sir(
         )
     information = objective.derivatives(theta, observed_information=True).information
     cov = inverse_information(information, stuck)
-    ci = wald_intervals(theta, cov, names, level)
+    # a fitted dispersion is a scale estimated from the same n counts: Student's t on n - p
+    quantile = interval_quantile(level, len(counts) - len(theta) if objective.negbin else None)
+    ci = wald_intervals(theta, cov, names, quantile)
     if interval == "profile":
-        ci = profile_intervals(objective.derivatives, theta, information, names, level, ci)
+        ci = profile_intervals(objective.derivatives, theta, information, quantile, ci, lower, upper)
     estimate = dict(zip(names, np.exp(theta)))
     fitted_i0 = float(estimate.get("i0", i0))
     fitted = objective.log_means(torch.as_tensor(theta[: objective.n_curve])).exp().numpy()

@@ -1,10 +1,24 @@
-r"""Wald intervals for positive parameters fitted on the log scale.
+r"""Wald and profile-likelihood intervals for positive parameters fitted on the log scale.
 
 With :math:`\hat\theta` the log-parameters and :math:`\Sigma = \mathcal{I}(\hat\theta)^{-1}` the
-inverse observed information, the interval for :math:`e^{\theta_j}` is
-:math:`\exp(\hat\theta_j \pm z\sqrt{\Sigma_{jj}})`, and for :math:`R_0 = \beta/\gamma`, with
+inverse observed information, the Wald interval for :math:`e^{\theta_j}` is
+:math:`\exp(\hat\theta_j \pm q\sqrt{\Sigma_{jj}})`, and for :math:`R_0 = \beta/\gamma`, with
 :math:`\log R_0 = \theta_1 - \theta_2` linear in :math:`\theta`, the delta method is exact:
 :math:`\mathrm{Var} = \Sigma_{11} + \Sigma_{22} - 2\Sigma_{12}`.
+
+The profile-likelihood interval for :math:`\psi = c^\top\theta` is the set of :math:`\psi` whose
+signed root :math:`r(\psi) = \mathrm{sign}(\psi - \hat\psi)\sqrt{2(\ell(\hat\theta) - \ell_p(\psi))}`,
+with :math:`\ell_p(\psi) = \max_{c^\top\theta = \psi}\ell(\theta)`, lies within :math:`\pm q`. It
+follows a likelihood that is not quadratic (a long ridge, as the SIR likelihood has along
+:math:`\beta - \gamma` fixed when the series is short), where the Wald interval is too narrow.
+
+The quantile :math:`q` is the normal one, :math:`z_{(1+\mathrm{level})/2}`, when the count law
+has no free scale (Poisson); when a dispersion is estimated as well, it is Student's
+:math:`t_{n-p,(1+\mathrm{level})/2}` on the residual degrees of freedom (:math:`n` counts,
+:math:`p` fitted parameters), the small-sample reference of the profile-:math:`t` statistic of
+nonlinear regression with an estimated scale :cite:p:`bates1988nonlinear`: the normal reference
+ignores that the scale is itself estimated from few points (and the maximum-likelihood size of a
+short negative-binomial series is biased upwards, so the curvature is too large).
 """
 
 from __future__ import annotations
@@ -17,7 +31,17 @@ from scipy import stats
 
 from mathkit.epi.optimise import Derivatives, levenberg_marquardt
 
-__all__ = ["inverse_information", "wald_intervals", "profile_interval", "profile_intervals"]
+__all__ = [
+    "inverse_information",
+    "interval_quantile",
+    "wald_intervals",
+    "profile_interval",
+    "profile_intervals",
+]
+
+# secant steps per end of a profile interval, and Levenberg-Marquardt iterations per profile point
+_PROFILE_STEPS = 12
+_PROFILE_ITERATIONS = 50
 
 
 def inverse_information(information: np.ndarray, unidentified: Sequence[bool]) -> np.ndarray:
@@ -44,14 +68,24 @@ def inverse_information(information: np.ndarray, unidentified: Sequence[bool]) -
     return cov
 
 
+def interval_quantile(level: float, residual_df: float | None = None) -> float:
+    r"""The two-sided quantile of an interval: normal, or Student's t on ``residual_df`` (>= 1).
+
+    ``residual_df`` is ``None`` when no scale is estimated (the normal quantile), else
+    :math:`n - p`; fewer than one residual degree of freedom counts as one.
+    """
+    if residual_df is None:
+        return float(stats.norm.ppf(0.5 + level / 2))
+    return float(stats.t.ppf(0.5 + level / 2, max(residual_df, 1.0)))
+
+
 def wald_intervals(
-    theta: np.ndarray, cov: np.ndarray, names: Sequence[str], level: float
+    theta: np.ndarray, cov: np.ndarray, names: Sequence[str], quantile: float
 ) -> dict[str, tuple[float, float]]:
     """Intervals ``name -> (low, high)`` for every ``exp(theta_j)`` and for ``r0 = exp(theta_0 - theta_1)``."""
-    z = stats.norm.ppf(0.5 + level / 2)
 
     def interval(log_value: float, variance: float) -> tuple[float, float]:
-        half = z * np.sqrt(variance)
+        half = quantile * np.sqrt(variance)
         return float(np.exp(log_value - half)), float(np.exp(log_value + half))
 
     ci = {name: interval(theta[j], cov[j, j]) for j, name in enumerate(names)}
@@ -64,89 +98,126 @@ def profile_interval(
     theta: np.ndarray,
     information: np.ndarray,
     direction: np.ndarray,
-    level: float,
+    quantile: float,
+    lower: np.ndarray,
+    upper: np.ndarray,
     tol: float = 1e-2,
-    max_steps: int = 8,
 ) -> tuple[float, float]:
     r"""Profile-likelihood interval for :math:`\psi = c^\top\theta` (on the log scale).
 
-    The interval is :math:`\{\psi : 2(\ell(\hat\theta) - \max_{c^\top\theta = \psi}\ell(\theta))
-    \le \chi^2_{1,\mathrm{level}}\}`. Each end solves :math:`r(\psi) = \pm z` for the signed root
-    :math:`r(\psi) = \mathrm{sign}(\psi - \hat\psi)\sqrt{2(\ell(\hat\theta) - \ell_p(\psi))}`,
-    nearly linear in :math:`\psi`, by secant steps from the Wald end, to :math:`|r \mp z| <`
-    ``tol``. The other parameters are re-fitted at each :math:`\psi` (Levenberg-Marquardt on
-    the plane :math:`c^\top\theta = \psi`), from their linear prediction under the Wald
-    approximation. Unlike the Wald interval it follows a skewed likelihood, and it is the same
-    whatever monotone scale :math:`\psi` is reported on. NaN ends where the root is not found.
+    Each end solves :math:`r(\psi) = \pm q` (``quantile``) for the signed root
+    :math:`r(\psi)`, by secant steps from the Wald end (regula falsi once the end is bracketed),
+    to :math:`|r \mp q| <` ``tol``. At each :math:`\psi` the parameters other than a pivot
+    :math:`j` (with :math:`c_j \ne 0`) are re-fitted within their box ``[lower, upper]`` by
+    Levenberg-Marquardt, and :math:`\theta_j = (\psi - \sum_{i \ne j} c_i\theta_i)/c_j`; the
+    first start is the linear prediction of the Wald (quadratic) approximation, later ones the
+    previous point's solution. Where :math:`r` stays inside :math:`\pm q` up to the edge of the
+    range of :math:`\psi` that the box allows, the likelihood does not bound :math:`\psi` on that
+    side and the end is :math:`\mp\infty`; NaN where a profile point cannot be computed.
 
     ``evaluate`` returns :class:`~mathkit.epi.optimise.Derivatives` of the negative
     log-likelihood; ``information`` is the observed information at the optimum ``theta``.
     """
-    z = stats.norm.ppf(0.5 + level / 2)
     c = np.asarray(direction, dtype=float)
-    basis = np.linalg.svd(c[None, :])[2][1:].T  # orthonormal, spans the plane c' theta = 0
-    shift = c / (c @ c)
-    reduced = basis.T @ information @ basis
-    # where the other parameters go, per unit of psi, under the quadratic approximation
-    slope = -np.linalg.solve(reduced, basis.T @ information @ shift)
+    pivot = int(np.flatnonzero(c)[0])
+    others = np.delete(np.arange(len(theta)), pivot)
+    # theta(psi, u) = psi * a + G u: the others are u, the pivot is what c'theta = psi leaves
+    a = np.zeros(len(theta))
+    a[pivot] = 1.0 / c[pivot]
+    embed = np.zeros((len(theta), len(others)))
+    embed[others, np.arange(len(others))] = 1.0
+    embed[pivot] = -c[others] / c[pivot]
+    reduced = embed.T @ information @ embed
+    # where the others go, per unit of psi, under the quadratic approximation
+    slope = -np.linalg.solve(reduced, embed.T @ information @ a)
     centre = float(c @ theta)
     best = evaluate(theta).value
     se = float(np.sqrt(c @ np.linalg.solve(information, c)))
+    # the range of psi that the box allows
+    span = (np.where(c > 0, lower, upper) @ c, np.where(c > 0, upper, lower) @ c)
+    box = (lower[others], upper[others])
 
-    def signed_root(psi: float) -> float:
-        offset = psi - centre
-        start = offset * slope
-
+    def signed_root(psi: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         def on_plane(u: np.ndarray) -> Derivatives:
-            d = evaluate(theta + offset * shift + basis @ u)
-            return Derivatives(d.value, basis.T @ d.gradient, basis.T @ d.information @ basis, d.resolution)
+            d = evaluate(psi * a + embed @ u)
+            return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
 
-        unbounded = np.full(len(start), np.inf)
-        profile = levenberg_marquardt(on_plane, start, -unbounded, unbounded, tol=tol)
-        return float(np.sign(offset) * np.sqrt(max(2 * (profile.value - best), 0.0)))
+        profile = levenberg_marquardt(
+            on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
+        )
+        root = float(np.sign(psi - centre) * np.sqrt(max(2 * (profile.value - best), 0.0)))
+        return root, profile.x
 
     ends = []
     for side in (-1.0, 1.0):
-        previous = (centre, 0.0)
-        psi = centre + side * z * se
-        end = np.nan
-        for _ in range(max_steps):
+        edge = float(span[0] if side < 0 else span[1])
+        # the two last points with |r| < q (the centre first), and the first one with |r| > q
+        inside, previous, outside = (centre, 0.0), None, None
+        last, u = centre, theta[others].copy()
+        psi, end = centre + side * quantile * se, np.nan
+        for _ in range(_PROFILE_STEPS):
+            psi = float(np.clip(psi, min(centre, edge), max(centre, edge)))
             try:
-                root = signed_root(psi)
+                root, u = signed_root(psi, u + (psi - last) * slope)
             except (RuntimeError, np.linalg.LinAlgError):
                 break
-            if abs(root - side * z) < tol:
+            last = psi
+            if abs(root - side * quantile) < tol:
                 end = psi
                 break
-            if root * side <= 0 or root == previous[1]:  # the profile is flat or turned: no end here
+            if side * root >= quantile:
+                outside = (psi, root)
+            elif psi == edge:  # the likelihood does not fall far enough within the box
+                end = side * np.inf
                 break
-            previous, psi = (psi, root), psi + (side * z - root) * (psi - previous[0]) / (root - previous[1])
+            else:
+                inside, previous = (psi, root), inside
+            psi = _next_point(inside, previous, outside, side * quantile, centre)
         ends.append(end)
     return float(ends[0]), float(ends[1])
+
+
+def _next_point(inside, previous, outside, target: float, centre: float) -> float:
+    """The next psi of the root search for r(psi) = target, from the points found so far.
+
+    Bracketed (a point beyond the target): regula falsi. Not yet: the secant through the last
+    two points inside, moving at least 1.5 and at most 4 times as far from the centre (a
+    profile that flattens along a ridge needs long steps).
+    """
+    if outside is not None:
+        (p0, r0), (p1, r1) = inside, outside
+        return p0 + (target - r0) * (p1 - p0) / (r1 - r0)
+    (p1, r1), (p0, r0) = inside, previous if previous is not None else (centre, 0.0)
+    distance = p1 - centre
+    secant = p1 + (target - r1) * (p1 - p0) / (r1 - r0) if r1 != r0 else np.inf
+    if not np.isfinite(secant) or (secant - p1) * distance <= 0:
+        return centre + 4 * distance
+    return float(np.clip(secant - centre, *sorted((1.5 * distance, 4 * distance)))) + centre
 
 
 def profile_intervals(
     evaluate: Callable[[np.ndarray], Derivatives],
     theta: np.ndarray,
     information: np.ndarray,
-    names: Sequence[str],
-    level: float,
+    quantile: float,
     wald: dict[str, tuple[float, float]],
+    lower: np.ndarray,
+    upper: np.ndarray,
 ) -> dict[str, tuple[float, float]]:
-    """Profile-likelihood intervals for every ``exp(theta_j)`` and for ``r0``, as :func:`wald_intervals`.
+    """``wald`` with the intervals of ``beta``, ``gamma`` and ``r0`` replaced by profile ones.
 
-    Where the Wald interval is NaN (a parameter not identified) it stays NaN; an end the
-    profile search does not find keeps the Wald end.
+    The other parameters (the initial number infectious, the dispersion) keep their Wald
+    intervals. Where the Wald interval is NaN (a parameter not identified) it stays NaN; an end
+    the profile search does not find keeps the Wald end.
     """
     eye = np.eye(len(theta))
-    directions = {name: eye[j] for j, name in enumerate(names)} | {"r0": eye[0] - eye[1]}
-    ci = {}
+    directions = {"beta": eye[0], "gamma": eye[1], "r0": eye[0] - eye[1]}
+    ci = dict(wald)
     for name, direction in directions.items():
         if np.isnan(wald[name]).any():
-            ci[name] = wald[name]
             continue
-        ends = profile_interval(evaluate, theta, information, direction, level)
+        ends = profile_interval(evaluate, theta, information, direction, quantile, lower, upper)
         ci[name] = tuple(
-            float(np.exp(end)) if np.isfinite(end) else fallback for end, fallback in zip(ends, wald[name])
+            float(np.exp(end)) if not np.isnan(end) else fallback for end, fallback in zip(ends, wald[name])
         )
     return ci
