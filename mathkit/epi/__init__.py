@@ -19,8 +19,8 @@ Dormand-Prince 5(4) method, so gradients with respect to the rates, the initial
 state, or the parameters of a time-varying rate :math:`\beta(t)` (a neural
 network, say) flow through the solver by autograd. :func:`fit_sir` fits
 :math:`\beta`, :math:`\gamma` (and optionally the initial number infectious)
-to counts by maximum likelihood, with Wald intervals from the observed Fisher
-information.
+to counts by maximum likelihood, with profile-likelihood intervals (or Wald
+intervals from the observed Fisher information).
 
 Modules: ``mathkit.epi.solver`` (the ODE solve), ``mathkit.epi.objective``
 (the likelihood, its gradient and information), ``mathkit.epi.optimise``

@@ -42,6 +42,9 @@ __all__ = [
 # secant steps per end of a profile interval, and Levenberg-Marquardt iterations per profile point
 _PROFILE_STEPS = 12
 _PROFILE_ITERATIONS = 50
+# the profile search stays within this factor of the estimate in every parameter: further out
+# the rates make the ODE stiff (each solve costs seconds), and the interval is open anyway
+PROFILE_REACH = 20.0
 
 
 def inverse_information(information: np.ndarray, unidentified: Sequence[bool]) -> np.ndarray:
@@ -102,6 +105,7 @@ def profile_interval(
     lower: np.ndarray,
     upper: np.ndarray,
     tol: float = 1e-2,
+    reach: float = PROFILE_REACH,
 ) -> tuple[float, float]:
     r"""Profile-likelihood interval for :math:`\psi = c^\top\theta` (on the log scale).
 
@@ -111,9 +115,11 @@ def profile_interval(
     :math:`j` (with :math:`c_j \ne 0`) are re-fitted within their box ``[lower, upper]`` by
     Levenberg-Marquardt, and :math:`\theta_j = (\psi - \sum_{i \ne j} c_i\theta_i)/c_j`; the
     first start is the linear prediction of the Wald (quadratic) approximation, later ones the
-    previous point's solution. Where :math:`r` stays inside :math:`\pm q` up to the edge of the
-    range of :math:`\psi` that the box allows, the likelihood does not bound :math:`\psi` on that
-    side and the end is :math:`\mp\infty`; NaN where a profile point cannot be computed.
+    previous point's solution. The search stays within a factor ``reach`` of the estimate:
+    :math:`|\theta_i - \hat\theta_i| \le \log` ``reach`` for the re-fitted parameters and
+    :math:`|\psi - \hat\psi| \le \log` ``reach``. Where :math:`r` stays inside :math:`\pm q` up
+    to the edge of that range, the likelihood does not bound :math:`\psi` on that side and the
+    end is :math:`\mp\infty`; NaN where a profile point cannot be computed.
 
     ``evaluate`` returns :class:`~mathkit.epi.optimise.Derivatives` of the negative
     log-likelihood; ``information`` is the observed information at the optimum ``theta``.
@@ -133,9 +139,13 @@ def profile_interval(
     centre = float(c @ theta)
     best = evaluate(theta).value
     se = float(np.sqrt(c @ np.linalg.solve(information, c)))
-    # the range of psi that the box allows
-    span = (np.where(c > 0, lower, upper) @ c, np.where(c > 0, upper, lower) @ c)
-    box = (lower[others], upper[others])
+    near = np.log(reach)
+    box = (np.maximum(lower, theta - near)[others], np.minimum(upper, theta + near)[others])
+    # the range of psi that the box allows, and the reach
+    span = (
+        max(np.where(c > 0, lower, upper) @ c, centre - near),
+        min(np.where(c > 0, upper, lower) @ c, centre + near),
+    )
 
     def signed_root(psi: float, start: np.ndarray) -> tuple[float, np.ndarray]:
         def on_plane(u: np.ndarray) -> Derivatives:
