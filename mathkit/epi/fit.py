@@ -216,7 +216,7 @@ def fit_sir(
        :math:`\{\psi : 2(\ell(\hat\theta) - \max_{c^\top\theta = \psi}\ell(\theta)) \le q^2\}`
        for :math:`\psi = \log\beta`, :math:`\log\gamma` or :math:`\log R_0 = \theta_1 -
        \theta_2`, the other parameters re-fitted within the search box; an end is 0 or inf
-       where the likelihood does not fall that far inside the box. ``interval="wald"`` gives
+       where the likelihood does not fall that far within a factor 20 of the estimate. ``interval="wald"`` gives
        Wald intervals on the log scale from the observed information,
        :math:`\exp(\hat\theta_j \pm q\,\mathrm{se}_j)` (exact delta method for
        :math:`\log R_0`), about four times faster. :math:`I_0` and :math:`\phi` always get
