@@ -227,7 +227,9 @@ def fit_sir(
     stays fixed, and the Wald interval, from the curvature at the top, is far too narrow. On
     simulated outbreaks (``python -m benchmarks.sir_coverage``, benchmarks/RESULTS.md) the Wald
     intervals covered the truth 89-90% of the time (79-80% for negative-binomial incidence
-    series); the profile intervals with the :math:`t` quantile are within the 93-97% target.
+    series); the profile intervals with the :math:`t` quantile 92.0 / 93.8 / 91.5% for
+    :math:`\beta` / :math:`\gamma` / :math:`R_0` (86-91% for negative-binomial incidence series,
+    where the search's reach, a factor 20, cuts a few of the longest ridges short).
 
     A parameter that runs to the edge of the search box is not identified by the data: a
     ``RuntimeWarning`` says so and its interval (and :math:`R_0`'s if it is a rate) is NaN.
