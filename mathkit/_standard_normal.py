@@ -25,7 +25,7 @@ import torch
 from mathkit._elementwise import chain, chunked
 
 _LOG_2 = math.log(2.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
 SQRT_HALF = math.sqrt(0.5)
 # Below this, exp(y) is subnormal in float64 and ndtri(exp(y)) loses digits:
@@ -45,7 +45,7 @@ def log_normal_pdf(x: torch.Tensor | float) -> torch.Tensor:
     Floating tensors keep their dtype; numbers and integer tensors give float64."""
     if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
         x = torch.as_tensor(x, dtype=torch.float64)
-    return -0.5 * x * x - _HALF_LOG_2PI
+    return -0.5 * x * x - HALF_LOG_2PI
 
 
 def inverse_mills(x: torch.Tensor, log_cdf: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ def _ndtri_exp_start(y: torch.Tensor) -> torch.Tensor:
     From :math:`\log\Phi(x) \approx -x^2/2 - \log(-x) - \tfrac12\log 2\pi`:
     with :math:`t = -2y - \log 2\pi`, :math:`x \approx -\sqrt{t - \log t}`.
     """
-    t = -2.0 * y - 2.0 * _HALF_LOG_2PI
+    t = -2.0 * y - 2.0 * HALF_LOG_2PI
     return -torch.sqrt(t - torch.log(t))
 
 
@@ -190,6 +190,40 @@ def double_cdf(x: torch.Tensor) -> torch.Tensor:
     absolute terms. Unlike ``double_tail``, not clamped: callers sample or invert it and redo by index
     what falls below ``MASS_FLOOR``. No autograd (in-place steps)."""
     return torch.mul(x, -SQRT_HALF).erfc_()
+
+
+#: Intervals whose doubled mass :math:`\mathrm{erf}(b/\sqrt2) - \mathrm{erf}(a/\sqrt2)` is at least
+#: this are "in the bulk": torch's erf is within an ulp, so the difference is within ~3.3e-16
+#: absolutely, 2.2e-14 relatively. Below it, the tails and log space of ``log_normal_mass_value``.
+BULK = 1.0 / 64.0
+
+
+def half_erf(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathrm{erf}(x/\sqrt2) = 2\Phi(x) - 1`, exact in absolute terms (not in the tails' relative
+    ones): torch vectorises erf (~1.2 ns per float64 on a CPU core, against ~12 ns for ``ndtri``, and
+    erfc's clamped path costs more). No autograd (in place)."""
+    return torch.mul(x, SQRT_HALF).erf_()
+
+
+def outside_bulk(mass2: torch.Tensor) -> torch.Tensor | None:
+    """Indices (flat) of the doubled masses below ``BULK`` (NaN ones excluded), or None if there are none:
+    one reduction when, as usual, there are none."""
+    if not len(mass2) or bool(mass2.min() >= BULK):
+        return None
+    (rest,) = torch.nonzero(mass2 < BULK, as_tuple=True)
+    return rest if len(rest) else None
+
+
+def log_normal_mass_bulk(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log(\Phi(b) - \Phi(a))` as ``log_normal_mass_value`` (flat float64, no autograd), faster: in
+    the bulk (``BULK``) from one difference of ``half_erf``'s (relative error below 2.3e-14), elsewhere
+    by ``log_normal_mass_value``, redone by index."""
+    mass2 = half_erf(b).sub_(half_erf(a))
+    out = torch.log(mass2).sub_(_LOG_2)
+    rest = outside_bulk(mass2)
+    if rest is not None:
+        out.index_copy_(0, rest, log_normal_mass_value(*(t.index_select(0, rest) for t in (a, b, width))))
+    return out
 
 
 def double_mass(tail_a: torch.Tensor, tail_b: torch.Tensor, central: torch.Tensor) -> torch.Tensor:
@@ -300,16 +334,20 @@ def _log_mass_by_quadrature(a: torch.Tensor, width: torch.Tensor) -> torch.Tenso
 
 class _LogNormalMass(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails) -> torch.Tensor:
-        out = log_normal_mass_value(a, b, width, tails)
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails, bulk: bool) -> torch.Tensor:
+        if bulk:
+            flat = [t.reshape(-1) for t in (a, b, width)]
+            out = chunked(lambda rows: log_normal_mass_bulk(*(t[rows] for t in flat)), a.numel(), a).reshape(a.shape)
+        else:
+            out = log_normal_mass_value(a, b, width, tails)
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
         a, b, out = ctx.saved_tensors
         # the width and tails only refine or speed up the value: derivatives are those in a and b
-        return chain(grad, -density_over_mass(a, out)), chain(grad, density_over_mass(b, out)), None, None
+        return chain(grad, -density_over_mass(a, out)), chain(grad, density_over_mass(b, out)), None, None, None
 
 
 def density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
@@ -325,15 +363,16 @@ def density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
 
 def log_normal_mass(
     a: torch.Tensor, b: torch.Tensor, width: torch.Tensor | None = None,
-    tails: tuple[torch.Tensor, torch.Tensor] | None = None,
+    tails: tuple[torch.Tensor, torch.Tensor] | None = None, bulk: bool = False,
 ) -> torch.Tensor:
     r""":math:`\log(\Phi(b) - \Phi(a))` with gradients (see :func:`mathkit.numerics.log_normal_mass`).
 
     ``width``: ``b - a`` computed more precisely by the caller (e.g. ``(high - low)/scale``
     before standardising the bounds), for short intervals far from 0. ``tails``: the
-    caller's ``double_tail`` of ``a`` and ``b`` (in the broadcast shape), to reuse them.
+    caller's ``double_tail`` of ``a`` and ``b`` (in the broadcast shape), to reuse them. ``bulk``:
+    the value by ``log_normal_mass_bulk`` (then ``tails`` is unused).
     """
     width = (b - a).detach() if width is None else width.detach()
     # broadcast outside the Function, so autograd reduces each gradient to its input's shape
-    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width), tails)
+    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width), tails, bulk)
 

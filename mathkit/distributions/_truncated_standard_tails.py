@@ -2,8 +2,8 @@ r"""The log distribution functions of N(0, 1) truncated to :math:`[\alpha, \beta
 
 ``log_tail(s, upper)`` is :math:`\log F(z)` (or :math:`\log(1 - F(z))`) for a
 :class:`~mathkit.distributions._standardization.Standardized` batch: the value from
-``log_tail_value`` (flat float64, no autograd, one ``erfc`` per element in the bulk), the
-gradients from ``LogTail``'s backward, formed from logs.
+``log_tail_value`` (flat float64, no autograd; in the bulk three vectorised ``erf``'s per element,
+elsewhere ``careful_log_tail``), the gradients from ``LogTail``'s backward, formed from logs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from mathkit._standard_normal import (
     density_over_mass,
     double_mass,
     double_tail,
+    half_erf,
     log_normal_mass_value,
+    outside_bulk,
 )
 from mathkit.distributions._standardization import Standardized, offsets_from_bounds
 
@@ -28,13 +30,11 @@ def log_tail(s: Standardized, upper: bool) -> torch.Tensor:
     into :math:`[\alpha, \beta]` (float64, differentiable in the parameters and the value)."""
     z = torch.clamp(s.z, min=s.alpha, max=s.beta)
     width = s.width.detach()
-    tails = s.tails()
-    log_mass = log_normal_mass_value(s.alpha.detach(), s.beta.detach(), width, tails)
 
     def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return offsets_from_bounds(*(t.detach().index_select(0, index) for t in (s.value, s.low, s.high, s.scale, width)))
 
-    return LogTail.apply(s.alpha, s.beta, z, *tails, log_mass, offsets, upper)
+    return LogTail.apply(s.alpha, s.beta, z, width, offsets, upper)
 
 
 def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:
@@ -52,19 +52,43 @@ def _may_cancel(mass2: torch.Tensor, tail_p: torch.Tensor, tail_q: torch.Tensor)
     return mass2 < 0.045 * torch.maximum(tail_p, tail_q)
 
 
-def log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> torch.Tensor:
-    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`
-    (flat float64, no autograd; ``tails``: ``double_tail`` of :math:`\alpha, \beta`).
+def log_tail_value(alpha, beta, z, width, offsets, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`,
+    and :math:`\log Z` (flat float64, no autograd; ``z`` inside the interval).
 
-    The bulk costs one ``erfc``, at ``z``: the masses of :math:`[\alpha, z]` and :math:`[z, \beta]`
-    and :math:`[\alpha, \beta]` are differences of the doubled tails at the three points
-    (:func:`mathkit._standard_normal.double_mass`), and :math:`F` or :math:`1 - F`, whichever is smaller,
-    is their ratio. Short intervals (whose masses may cancel) and masses near underflow are redone
-    by index in log space from ``offsets(index)`` (the distances to the bounds, computed precisely
-    in original units) and ``log_mass``.
+    In the bulk, where both masses :math:`M_{\alpha z}` and :math:`M_{z\beta}` are at least
+    ``BULK`` (so :math:`M \ge 2\,` ``BULK``), the three masses are differences of ``half_erf`` at the
+    three points, relatively exact to 2.3e-14, and :math:`F` or :math:`1 - F`, whichever is smaller,
+    is their ratio :math:`q`: the result is :math:`\log q` or :math:`\log(1 - q)`. The others are
+    redone by index (``careful_log_tail``).
     """
-    tail_a, tail_b = tails
-    tail_z = double_tail(z)
+    e_a, e_z, e_b = half_erf(alpha), half_erf(z), half_erf(beta)
+    below, mass2 = e_z - e_a, e_b - e_a
+    above = e_b.sub_(e_z)
+    log_mass = torch.log(mass2).sub_(math.log(2.0))
+    direct = (above <= below if upper else below <= above).to(mass2.dtype)
+    q = torch.minimum(below, above).div_(mass2)
+    out = torch.lerp(torch.log1p(q.neg()), q.log_(), direct)  # (weights 0 and 1 pick either side exactly)
+    rest = outside_bulk(torch.minimum(below, above))
+    if rest is not None:
+        a, b, x, w = (t.index_select(0, rest) for t in (alpha, beta, z, width))
+        log_z = log_normal_mass_value(a, b, w)
+        log_mass.index_copy_(0, rest, log_z)
+        out.index_copy_(0, rest, careful_log_tail(a, b, x, log_z, lambda index: offsets(rest[index]), upper))
+    return out, log_mass
+
+
+def careful_log_tail(alpha, beta, z, log_mass, offsets, upper: bool) -> torch.Tensor:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)` where differences of erf values may
+    have lost digits (flat float64, no autograd; ``log_mass``: :math:`\log Z`).
+
+    The masses of :math:`[\alpha, z]`, :math:`[z, \beta]` and :math:`[\alpha, \beta]` are differences
+    of the doubled small tails at the three points (:func:`mathkit._standard_normal.double_mass`), and
+    :math:`F` or :math:`1 - F`, whichever is smaller, is their ratio. Short intervals (whose masses may
+    cancel) and masses near underflow are redone by index in log space from ``offsets(index)`` (the
+    distances to the bounds, computed precisely in original units) and ``log_mass``.
+    """
+    tail_a, tail_b, tail_z = double_tail(alpha), double_tail(beta), double_tail(z)
     negative_a, positive_b = alpha < 0, beta > 0
     mass_az = double_mass(tail_a, tail_z, negative_a & (z > 0))
     mass_zb = double_mass(tail_z, tail_b, (z < 0) & positive_b)
@@ -89,13 +113,15 @@ class LogTail(torch.autograd.Function):
     :math:`\log(1-F)` mirrors it (:math:`\alpha \leftrightarrow \beta`, signs flipped)."""
 
     @staticmethod
-    def forward(ctx, alpha, beta, z, tail_a, tail_b, log_mass, offsets, upper):
+    def forward(ctx, alpha, beta, z, width, offsets, upper):
+        log_mass = torch.empty_like(z)
+
         def part(rows: slice) -> torch.Tensor:
             def offsets_in_part(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 return offsets(index + rows.start)
 
-            return log_tail_value(alpha[rows], beta[rows], z[rows], (tail_a[rows], tail_b[rows]),
-                                   log_mass[rows], offsets_in_part, upper)
+            out, log_mass[rows] = log_tail_value(alpha[rows], beta[rows], z[rows], width[rows], offsets_in_part, upper)
+            return out
 
         out = chunked(part, z.numel(), z)
         ctx.save_for_backward(alpha, beta, z, log_mass, out)
@@ -112,6 +138,6 @@ class LogTail(torch.autograd.Function):
         d_near = chain(grad, sign * (density_over_mass(near, log_mass) - density_over_mass(near, log_part)))
         d_far = chain(grad, -sign * density_over_mass(far, log_mass))
         d_alpha, d_beta = (d_far, d_near) if ctx.upper else (d_near, d_far)
-        return d_alpha, d_beta, d_z, None, None, None, None, None
+        return d_alpha, d_beta, d_z, None, None, None
 
 
