@@ -15,6 +15,7 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
+from mathkit._elementwise import all_true
 from mathkit.distributions._constraints import Support
 
 
@@ -49,7 +50,7 @@ class BoundedLaw(Distribution):
         super().__init__(self.low.shape, validate_args=validate and not screened)
         self._validate_args = validate
         # (NaN bounds fail too: comparisons with NaN are false)
-        if self._validate_args and not bool((self.low < self.high).all()):
+        if self._validate_args and not all_true(self.low < self.high):
             raise ValueError(
                 f"Expected parameters low ({describe(self.low)}) and high ({describe(self.high)}) of "
                 f"distribution {type(self).__name__} to satisfy the constraint low < high, "
