@@ -214,15 +214,15 @@ def outside_bulk(mass2: torch.Tensor) -> torch.Tensor | None:
     return rest if len(rest) else None
 
 
-def log_normal_mass_bulk(a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+def log_normal_mass_bulk(a: torch.Tensor, b: torch.Tensor, width_at) -> torch.Tensor:
     r""":math:`\log(\Phi(b) - \Phi(a))` as ``log_normal_mass_value`` (flat float64, no autograd), faster: in
     the bulk (``BULK``) from one difference of ``half_erf``'s (relative error below 2.3e-14), elsewhere
-    by ``log_normal_mass_value``, redone by index."""
+    by ``log_normal_mass_value``, redone by index; ``width_at(index)`` gives :math:`b - a` there."""
     mass2 = half_erf(b).sub_(half_erf(a))
     out = torch.log(mass2).sub_(_LOG_2)
     rest = outside_bulk(mass2)
     if rest is not None:
-        out.index_copy_(0, rest, log_normal_mass_value(*(t.index_select(0, rest) for t in (a, b, width))))
+        out.index_copy_(0, rest, log_normal_mass_value(a.index_select(0, rest), b.index_select(0, rest), width_at(rest)))
     return out
 
 
@@ -334,20 +334,41 @@ def _log_mass_by_quadrature(a: torch.Tensor, width: torch.Tensor) -> torch.Tenso
 
 class _LogNormalMass(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails, bulk: bool) -> torch.Tensor:
-        if bulk:
-            flat = [t.reshape(-1) for t in (a, b, width)]
-            out = chunked(lambda rows: log_normal_mass_bulk(*(t[rows] for t in flat)), a.numel(), a).reshape(a.shape)
-        else:
-            out = log_normal_mass_value(a, b, width, tails)
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor, tails) -> torch.Tensor:
+        out = log_normal_mass_value(a, b, width, tails)
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
-        a, b, out = ctx.saved_tensors
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         # the width and tails only refine or speed up the value: derivatives are those in a and b
-        return chain(grad, -density_over_mass(a, out)), chain(grad, density_over_mass(b, out)), None, None, None
+        return *_log_mass_gradients(grad, *ctx.saved_tensors), None, None
+
+
+class _LogNormalMassBulk(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width_at) -> torch.Tensor:
+        def part(rows: slice) -> torch.Tensor:
+            return log_normal_mass_bulk(a[rows], b[rows], lambda index: width_at(index + rows.start))
+
+        out = chunked(part, a.numel(), a)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return *_log_mass_gradients(grad, *ctx.saved_tensors), None
+
+
+def _log_mass_gradients(grad, a, b, log_mass) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chain rule for :math:`\log M`, :math:`M = \Phi(b) - \Phi(a)`: :math:`\partial_a = -\phi(a)/M`, :math:`\partial_b = \phi(b)/M`."""
+    return chain(grad, -density_over_mass(a, log_mass)), chain(grad, density_over_mass(b, log_mass))
+
+
+def log_normal_mass_in_bulk(a: torch.Tensor, b: torch.Tensor, width_at) -> torch.Tensor:
+    r""":math:`\log(\Phi(b) - \Phi(a))` by ``log_normal_mass_bulk``, with gradients (flat float64 ``a``, ``b``;
+    ``width_at(index)``: :math:`b - a` at those indices, as precise as the caller has it)."""
+    return _LogNormalMassBulk.apply(a, b, width_at)
 
 
 def density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
@@ -363,16 +384,15 @@ def density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:
 
 def log_normal_mass(
     a: torch.Tensor, b: torch.Tensor, width: torch.Tensor | None = None,
-    tails: tuple[torch.Tensor, torch.Tensor] | None = None, bulk: bool = False,
+    tails: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     r""":math:`\log(\Phi(b) - \Phi(a))` with gradients (see :func:`mathkit.numerics.log_normal_mass`).
 
     ``width``: ``b - a`` computed more precisely by the caller (e.g. ``(high - low)/scale``
     before standardising the bounds), for short intervals far from 0. ``tails``: the
-    caller's ``double_tail`` of ``a`` and ``b`` (in the broadcast shape), to reuse them. ``bulk``:
-    the value by ``log_normal_mass_bulk`` (then ``tails`` is unused).
+    caller's ``double_tail`` of ``a`` and ``b`` (in the broadcast shape), to reuse them.
     """
     width = (b - a).detach() if width is None else width.detach()
     # broadcast outside the Function, so autograd reduces each gradient to its input's shape
-    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width), tails, bulk)
+    return _LogNormalMass.apply(*torch.broadcast_tensors(a, b, width), tails)
 

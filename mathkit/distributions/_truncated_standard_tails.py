@@ -29,12 +29,12 @@ def log_tail(s: Standardized, upper: bool) -> torch.Tensor:
     r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)` at the standardised value clamped
     into :math:`[\alpha, \beta]` (float64, differentiable in the parameters and the value)."""
     z = torch.clamp(s.z, min=s.alpha, max=s.beta)
-    width = s.width.detach()
 
     def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return offsets_from_bounds(*(t.detach().index_select(0, index) for t in (s.value, s.low, s.high, s.scale, width)))
+        x, low, high, scale = (t.detach().index_select(0, index) for t in (s.value, s.low, s.high, s.scale))
+        return offsets_from_bounds(x, low, high, scale, s.width_at(index))
 
-    return LogTail.apply(s.alpha, s.beta, z, width, offsets, upper)
+    return LogTail.apply(s.alpha, s.beta, z, s.width_at, offsets, upper)
 
 
 def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def _may_cancel(mass2: torch.Tensor, tail_p: torch.Tensor, tail_q: torch.Tensor)
     return mass2 < 0.045 * torch.maximum(tail_p, tail_q)
 
 
-def log_tail_value(alpha, beta, z, width, offsets, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def log_tail_value(alpha, beta, z, width_at, offsets, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`,
     and :math:`\log Z` (flat float64, no autograd; ``z`` inside the interval).
 
@@ -71,8 +71,8 @@ def log_tail_value(alpha, beta, z, width, offsets, upper: bool) -> tuple[torch.T
     out = torch.lerp(torch.log1p(q.neg()), q.log_(), direct)  # (weights 0 and 1 pick either side exactly)
     rest = outside_bulk(torch.minimum(below, above))
     if rest is not None:
-        a, b, x, w = (t.index_select(0, rest) for t in (alpha, beta, z, width))
-        log_z = log_normal_mass_value(a, b, w)
+        a, b, x = (t.index_select(0, rest) for t in (alpha, beta, z))
+        log_z = log_normal_mass_value(a, b, width_at(rest))
         log_mass.index_copy_(0, rest, log_z)
         out.index_copy_(0, rest, careful_log_tail(a, b, x, log_z, lambda index: offsets(rest[index]), upper))
     return out, log_mass
@@ -113,14 +113,14 @@ class LogTail(torch.autograd.Function):
     :math:`\log(1-F)` mirrors it (:math:`\alpha \leftrightarrow \beta`, signs flipped)."""
 
     @staticmethod
-    def forward(ctx, alpha, beta, z, width, offsets, upper):
+    def forward(ctx, alpha, beta, z, width_at, offsets, upper):
         log_mass = torch.empty_like(z)
 
         def part(rows: slice) -> torch.Tensor:
-            def offsets_in_part(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                return offsets(index + rows.start)
+            def in_part(at):  # a function of whole-batch indices, on indices into the slice
+                return lambda index: at(index + rows.start)
 
-            out, log_mass[rows] = log_tail_value(alpha[rows], beta[rows], z[rows], width[rows], offsets_in_part, upper)
+            out, log_mass[rows] = log_tail_value(alpha[rows], beta[rows], z[rows], in_part(width_at), in_part(offsets), upper)
             return out
 
         out = chunked(part, z.numel(), z)

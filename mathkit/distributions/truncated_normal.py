@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.distributions.utils import lazy_property
 
-from mathkit._standard_normal import HALF_LOG_2PI, log_normal_mass
+from mathkit._standard_normal import HALF_LOG_2PI, log_normal_mass_in_bulk
 from mathkit.distributions._bounded_law import outside_support
 from mathkit.distributions._normal_on_interval import NormalOnInterval
 from mathkit.distributions._standardization import Standardized, f64
@@ -84,10 +84,10 @@ class TruncatedNormal(NormalOnInterval):
 
     def _standard_log_prob(self, s: Standardized) -> torch.Tensor:
         r""":math:`\log\phi(z) - \log\sigma - \log Z`; ``-inf`` outside :math:`[\ell, h]` (excluded when validating)."""
-        log_mass = log_normal_mass(s.alpha, s.beta, s.width, bulk=True)
+        log_mass = log_normal_mass_in_bulk(s.alpha, s.beta, s.width_at)
         z = s.z
         # -(log sigma + log Z) - log(2 pi)/2 - z^2/2, in four passes
-        log_p = torch.addcmul(torch.rsub(torch.log(s.scale).add_(log_mass), -HALF_LOG_2PI), z, z, value=-0.5)
+        log_p = torch.rsub(torch.log(s.scale).add_(log_mass), -HALF_LOG_2PI).addcmul_(z, z, value=-0.5)
         return log_p if self._validate_args else outside_support(log_p, s.value, s.low, s.high)
 
     def _log_tail(self, value: torch.Tensor, upper: bool) -> torch.Tensor:
