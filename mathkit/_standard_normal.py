@@ -8,6 +8,8 @@ exact; those with gradients have them finite wherever the mathematical one is.
 
 - tails and masses: ``double_tail`` (:math:`2\Phi(-|x|)`), ``double_cdf`` (:math:`2\Phi(x)`), ``double_mass``, ``to_lower_side``,
   ``log_normal_mass`` (autograd) and ``log_normal_mass_value`` (values only), ``MASS_FLOOR``;
+- the bulk (masses of at least ``BULK``): ``half_erf`` (:math:`\mathrm{erf}(x/\sqrt2)`), ``outside_bulk``,
+  ``log_normal_mass_bulk`` (values) and ``log_normal_mass_in_bulk`` (autograd);
 - log-space: ``log_ndtr``, ``inverse_mills``, ``log1mexp``, ``log_diff_exp``, ``ndtri_exp``,
   ``log_normal_pdf``, ``density_over_mass`` (:math:`\phi(x)/M` from :math:`\log M`);
 - short intervals: ``is_short`` and ``gauss_legendre_on`` (a 32-point rule about the midpoint).
@@ -361,7 +363,7 @@ class _LogNormalMassBulk(torch.autograd.Function):
 
 
 def _log_mass_gradients(grad, a, b, log_mass) -> tuple[torch.Tensor, torch.Tensor]:
-    """The chain rule for :math:`\log M`, :math:`M = \Phi(b) - \Phi(a)`: :math:`\partial_a = -\phi(a)/M`, :math:`\partial_b = \phi(b)/M`."""
+    r"""The chain rule for :math:`\log M`, :math:`M = \Phi(b) - \Phi(a)`: :math:`\partial_a = -\phi(a)/M`, :math:`\partial_b = \phi(b)/M`."""
     return chain(grad, -density_over_mass(a, log_mass)), chain(grad, density_over_mass(b, log_mass))
 
 
