@@ -72,15 +72,15 @@ def log_tail_value(alpha, beta, z, width_at, offsets, upper: bool) -> tuple[torc
     rest = outside_bulk(torch.minimum(below, above))
     if rest is not None:
         a, b, x = (t.index_select(0, rest) for t in (alpha, beta, z))
-        log_z = log_normal_mass_value(a, b, width_at(rest))
+        careful, log_z = careful_log_tail(a, b, x, width_at(rest), lambda index: offsets(rest[index]), upper)
         log_mass.index_copy_(0, rest, log_z)
-        out.index_copy_(0, rest, careful_log_tail(a, b, x, log_z, lambda index: offsets(rest[index]), upper))
+        out.index_copy_(0, rest, careful)
     return out, log_mass
 
 
-def careful_log_tail(alpha, beta, z, log_mass, offsets, upper: bool) -> torch.Tensor:
+def careful_log_tail(alpha, beta, z, width, offsets, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
     r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)` where differences of erf values may
-    have lost digits (flat float64, no autograd; ``log_mass``: :math:`\log Z`).
+    have lost digits, and :math:`\log Z` (flat float64, no autograd; ``width``: :math:`\beta - \alpha`).
 
     The masses of :math:`[\alpha, z]`, :math:`[z, \beta]` and :math:`[\alpha, \beta]` are differences
     of the doubled small tails at the three points (:func:`mathkit._standard_normal.double_mass`), and
@@ -89,6 +89,7 @@ def careful_log_tail(alpha, beta, z, log_mass, offsets, upper: bool) -> torch.Te
     distances to the bounds, computed precisely in original units) and ``log_mass``.
     """
     tail_a, tail_b, tail_z = double_tail(alpha), double_tail(beta), double_tail(z)
+    log_mass = log_normal_mass_value(alpha, beta, width, (tail_a, tail_b))
     negative_a, positive_b = alpha < 0, beta > 0
     mass_az = double_mass(tail_a, tail_z, negative_a & (z > 0))
     mass_zb = double_mass(tail_z, tail_b, (z < 0) & positive_b)
@@ -103,7 +104,7 @@ def careful_log_tail(alpha, beta, z, log_mass, offsets, upper: bool) -> torch.Te
         below = log_normal_mass_value(a, x, above_low) - log_z
         above = log_normal_mass_value(x, b, below_high) - log_z
         out.index_copy_(0, index, _from_smaller(torch.minimum(below, above), above <= below if upper else below <= above))
-    return out
+    return out, log_mass
 
 
 class LogTail(torch.autograd.Function):
