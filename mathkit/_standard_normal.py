@@ -8,6 +8,8 @@ exact; those with gradients have them finite wherever the mathematical one is.
 
 - tails and masses: ``double_tail`` (:math:`2\Phi(-|x|)`), ``double_cdf`` (:math:`2\Phi(x)`), ``double_mass``, ``to_lower_side``,
   ``log_normal_mass`` (autograd) and ``log_normal_mass_value`` (values only), ``MASS_FLOOR``;
+- the bulk (masses of at least ``BULK``): ``half_erf`` (:math:`\mathrm{erf}(x/\sqrt2)`), ``outside_bulk``, ``mostly``,
+  ``log_normal_mass_bulk`` (values) and ``log_normal_mass_in_bulk`` (autograd);
 - log-space: ``log_ndtr``, ``inverse_mills``, ``log1mexp``, ``log_diff_exp``, ``ndtri_exp``,
   ``log_normal_pdf``, ``density_over_mass`` (:math:`\phi(x)/M` from :math:`\log M`);
 - short intervals: ``is_short`` and ``gauss_legendre_on`` (a 32-point rule about the midpoint).
@@ -25,7 +27,7 @@ import torch
 from mathkit._elementwise import chain, chunked
 
 _LOG_2 = math.log(2.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _SQRT_HALF_PI = math.sqrt(0.5 * math.pi)
 SQRT_HALF = math.sqrt(0.5)
 # Below this, exp(y) is subnormal in float64 and ndtri(exp(y)) loses digits:
@@ -45,7 +47,7 @@ def log_normal_pdf(x: torch.Tensor | float) -> torch.Tensor:
     Floating tensors keep their dtype; numbers and integer tensors give float64."""
     if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
         x = torch.as_tensor(x, dtype=torch.float64)
-    return -0.5 * x * x - _HALF_LOG_2PI
+    return -0.5 * x * x - HALF_LOG_2PI
 
 
 def inverse_mills(x: torch.Tensor, log_cdf: torch.Tensor) -> torch.Tensor:
@@ -113,7 +115,7 @@ def _ndtri_exp_start(y: torch.Tensor) -> torch.Tensor:
     From :math:`\log\Phi(x) \approx -x^2/2 - \log(-x) - \tfrac12\log 2\pi`:
     with :math:`t = -2y - \log 2\pi`, :math:`x \approx -\sqrt{t - \log t}`.
     """
-    t = -2.0 * y - 2.0 * _HALF_LOG_2PI
+    t = -2.0 * y - 2.0 * HALF_LOG_2PI
     return -torch.sqrt(t - torch.log(t))
 
 
@@ -190,6 +192,52 @@ def double_cdf(x: torch.Tensor) -> torch.Tensor:
     absolute terms. Unlike ``double_tail``, not clamped: callers sample or invert it and redo by index
     what falls below ``MASS_FLOOR``. No autograd (in-place steps)."""
     return torch.mul(x, -SQRT_HALF).erfc_()
+
+
+#: Intervals whose doubled mass :math:`\mathrm{erf}(b/\sqrt2) - \mathrm{erf}(a/\sqrt2)` is at least
+#: this are "in the bulk": torch's erf is within an ulp, so the difference is within ~3.3e-16
+#: absolutely, 2.2e-14 relatively. Below it, the tails and log space of ``log_normal_mass_value``.
+BULK = 1.0 / 64.0
+
+
+def half_erf(x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathrm{erf}(x/\sqrt2) = 2\Phi(x) - 1`, exact in absolute terms (not in the tails' relative
+    ones): torch vectorises erf (~1.2 ns per float64 on a CPU core, against ~12 ns for ``ndtri``, and
+    erfc's clamped path costs more). No autograd (in place)."""
+    return torch.mul(x, SQRT_HALF).erf_()
+
+
+def outside_bulk(mass2: torch.Tensor) -> torch.Tensor | None:
+    """Indices (flat) of the doubled masses below ``BULK`` (NaN ones excluded), or None if there are none:
+    one reduction when, as usual, there are none."""
+    if not len(mass2) or bool(mass2.min() >= BULK):
+        return None
+    (rest,) = torch.nonzero(mass2 < BULK, as_tuple=True)
+    return rest if len(rest) else None
+
+
+def mostly(index: torch.Tensor, n: int) -> bool:
+    """Whether ``index`` holds more than half of ``n`` entries: then redoing every entry costs less
+    than gathering and scattering those (and the entries to keep are few)."""
+    return 2 * len(index) > n
+
+
+def log_normal_mass_bulk(a: torch.Tensor, b: torch.Tensor, width_at) -> torch.Tensor:
+    r""":math:`\log(\Phi(b) - \Phi(a))` as ``log_normal_mass_value`` (flat float64, no autograd), faster: in
+    the bulk (``BULK``) from one difference of ``half_erf``'s (relative error below 2.3e-14), elsewhere
+    by ``log_normal_mass_value``, redone by index; ``width_at(index)`` gives :math:`b - a` there."""
+    mass2 = half_erf(b).sub_(half_erf(a))
+    rest = outside_bulk(mass2)
+    if rest is None or not mostly(rest, len(a)):
+        out = torch.log(mass2).sub_(_LOG_2)
+        if rest is None:
+            return out
+        return out.index_copy_(0, rest, log_normal_mass_value(a.index_select(0, rest), b.index_select(0, rest), width_at(rest)))
+    # mostly outside the bulk: the careful values everywhere (no large gathers; no logs of the
+    # zero masses that the far tails round to, each ~10x a normal log), the few bulk ones replaced
+    (bulk,) = torch.nonzero(mass2 >= BULK, as_tuple=True)
+    out = log_normal_mass_value(a, b, width_at(torch.arange(len(a))))
+    return out.index_copy_(0, bulk, mass2.index_select(0, bulk).log_().sub_(_LOG_2))
 
 
 def double_mass(tail_a: torch.Tensor, tail_b: torch.Tensor, central: torch.Tensor) -> torch.Tensor:
@@ -307,9 +355,34 @@ class _LogNormalMass(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-        a, b, out = ctx.saved_tensors
         # the width and tails only refine or speed up the value: derivatives are those in a and b
-        return chain(grad, -density_over_mass(a, out)), chain(grad, density_over_mass(b, out)), None, None
+        return *_log_mass_gradients(grad, *ctx.saved_tensors), None, None
+
+
+class _LogNormalMassBulk(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, width_at) -> torch.Tensor:
+        def part(rows: slice) -> torch.Tensor:
+            return log_normal_mass_bulk(a[rows], b[rows], lambda index: width_at(index + rows.start))
+
+        out = chunked(part, a.numel(), a)
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return *_log_mass_gradients(grad, *ctx.saved_tensors), None
+
+
+def _log_mass_gradients(grad, a, b, log_mass) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The chain rule for :math:`\log M`, :math:`M = \Phi(b) - \Phi(a)`: :math:`\partial_a = -\phi(a)/M`, :math:`\partial_b = \phi(b)/M`."""
+    return chain(grad, -density_over_mass(a, log_mass)), chain(grad, density_over_mass(b, log_mass))
+
+
+def log_normal_mass_in_bulk(a: torch.Tensor, b: torch.Tensor, width_at) -> torch.Tensor:
+    r""":math:`\log(\Phi(b) - \Phi(a))` by ``log_normal_mass_bulk``, with gradients (flat float64 ``a``, ``b``;
+    ``width_at(index)``: :math:`b - a` at those indices, as precise as the caller has it)."""
+    return _LogNormalMassBulk.apply(a, b, width_at)
 
 
 def density_over_mass(x: torch.Tensor, log_mass: torch.Tensor) -> torch.Tensor:

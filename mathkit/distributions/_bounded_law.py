@@ -15,6 +15,7 @@ import torch
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
+from mathkit._elementwise import all_true
 from mathkit.distributions._constraints import Support
 
 
@@ -41,14 +42,25 @@ class BoundedLaw(Distribution):
     has_rsample = True
 
     def _init_batch(self, validate_args: bool | None) -> None:
-        super().__init__(self.low.shape, validate_args=validate_args)
+        validate = self._validate_args if validate_args is None else validate_args  # (torch's default, if None)
+        # Parameters that pass a one-reduction screen skip torch's elementwise checks (several
+        # passes and n-sized temporaries: more than drawing a sample); torch runs them, and words
+        # the error, whenever a screen fails.
+        screened = validate and self._parameters_pass_screens()
+        super().__init__(self.low.shape, validate_args=validate and not screened)
+        self._validate_args = validate
         # (NaN bounds fail too: comparisons with NaN are false)
-        if self._validate_args and not bool((self.low < self.high).all()):
+        if self._validate_args and not all_true(self.low < self.high):
             raise ValueError(
                 f"Expected parameters low ({describe(self.low)}) and high ({describe(self.high)}) of "
                 f"distribution {type(self).__name__} to satisfy the constraint low < high, "
                 f"but found invalid values:\nlow={self.low}\nhigh={self.high}"
             )
+
+    def _parameters_pass_screens(self) -> bool:
+        """Whether every checkable parameter's constraint has a screen (``holds_everywhere``) and passes it."""
+        checked = {name: c for name, c in self.arg_constraints.items() if not constraints.is_dependent(c)}
+        return all(hasattr(c, "holds_everywhere") and c.holds_everywhere(getattr(self, name)) for name, c in checked.items())
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self) -> constraints.Constraint:

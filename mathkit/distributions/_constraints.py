@@ -14,11 +14,23 @@ import torch
 from torch.distributions import biject_to, constraints, transform_to, transforms
 
 
+def _extremes(value: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+    """The smallest and largest element (NaN if any is NaN); ``(inf, -inf)``-like for an empty tensor."""
+    if value.numel() == 0:
+        return math.inf, -math.inf  # vacuously valid: every comparison below is then true
+    return torch.aminmax(value)
+
+
 class FiniteReal(constraints._Real):
     """Finite real numbers: torch's ``real`` admits infinities, which make every result NaN here."""
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
         return value.abs() < math.inf  # (false for NaN; two passes, where isfinite makes four)
+
+    def holds_everywhere(self, value: torch.Tensor) -> bool:
+        """Whether ``check`` holds for every element, from one reduction (no temporaries; NaN fails)."""
+        low, high = _extremes(value)
+        return bool(low > -math.inf and high < math.inf)
 
     def __repr__(self) -> str:
         return "FiniteReal()"
@@ -32,6 +44,11 @@ class FinitePositive(constraints._GreaterThan):
 
     def check(self, value: torch.Tensor) -> torch.Tensor:
         return (value > 0) & (value < math.inf)
+
+    def holds_everywhere(self, value: torch.Tensor) -> bool:
+        """Whether ``check`` holds for every element, from one reduction (no temporaries; NaN fails)."""
+        low, high = _extremes(value)
+        return bool(low > 0 and high < math.inf)
 
     def __repr__(self) -> str:
         return "FinitePositive()"

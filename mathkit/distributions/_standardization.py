@@ -31,7 +31,7 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
 def standardize(bound: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """:math:`(b - \\mu)/\\sigma` in float64, infinite bounds kept infinite without NaN gradients."""
     if not needs_grad(bound, loc, scale):
-        return (f64(bound) - f64(loc)) / f64(scale)
+        return torch.sub(f64(bound), f64(loc)).div_(f64(scale))  # (in place: one temporary fewer)
     finite = torch.isfinite(bound)
     # double where: (inf - loc)/scale would send inf * 0 = NaN into d/dscale
     z = (f64(torch.where(finite, bound, 0.0)) - f64(loc)) / f64(scale)
@@ -75,12 +75,18 @@ class Standardized(NamedTuple):
     @property
     def z(self) -> torch.Tensor:
         """The standardised value :math:`(x - \\mu)/\\sigma`."""
-        return (self.value - self.loc) / self.scale
+        if needs_grad(self.value, self.loc, self.scale):
+            return (self.value - self.loc) / self.scale
+        return torch.sub(self.value, self.loc).div_(self.scale)
 
     @property
     def width(self) -> torch.Tensor:
         """:math:`\\beta - \\alpha` from the unstandardised bounds (``standard_width``)."""
         return standard_width(self.low, self.high, self.scale)
+
+    def width_at(self, index: torch.Tensor) -> torch.Tensor:
+        """``width`` at the flat indices ``index``, without gradients."""
+        return standard_width(*(t.detach().index_select(0, index) for t in (self.low, self.high, self.scale)))
 
     def tails(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``double_tail`` of :math:`\\alpha` and :math:`\\beta` (values only)."""

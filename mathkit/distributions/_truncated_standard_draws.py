@@ -2,8 +2,9 @@ r"""Draws of N(0, 1) truncated to :math:`[\alpha, \beta]`, in z-space.
 
 ``standard_draws`` picks the sampler by one thing only, whether gradients are needed:
 
-- with gradients, the cdf is inverted (``standard_draw_value``) and ``StandardDraw`` adds the
-  implicit reparameterisation gradient;
+- with gradients, the cdf is inverted (``standard_draw_value``: ``erfinv`` for draws in [-3, 3],
+  ``careful_draw_value`` for the others) and ``StandardDraw`` adds the implicit
+  reparameterisation gradient;
 - without, intervals whose near end is ``REJECTION_FROM`` or more standard deviations out are
   drawn by Robert's (1995) exponential rejection sampler (``right_tail_by_rejection``: exact,
   no special function), the others by the same inversion.
@@ -14,14 +15,17 @@ seed gives the same draws).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from mathkit._elementwise import chain, chunked
+from mathkit._elementwise import chain, chunked, partition
 from mathkit._standard_normal import (
     MASS_FLOOR,
     density_over_mass,
     double_cdf,
     double_tail,
+    half_erf,
     log_normal_mass_value,
     log_normal_pdf,
     to_lower_side,
@@ -33,20 +37,16 @@ from mathkit.distributions._truncated_standard_quantile import quantile_in_log_s
 def standard_draws(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     r"""Draws of N(0, 1) on :math:`[\alpha, \beta]`, one per element (flat float64); reparameterised
     (differentiable in :math:`\alpha, \beta`) when gradients are needed."""
+    u = uniform_open(alpha.shape, alpha.device)
     if needs_grad(alpha, beta):
-        u = uniform_open(alpha.shape, alpha.device)
         return StandardDraw.apply(alpha, beta, u)
     if not len(alpha) or (alpha.max() < REJECTION_FROM and beta.min() > -REJECTION_FROM):
-        return draws_by_inversion(alpha, beta)  # (two reductions: cheaper than the masks below)
-    tail = (alpha >= REJECTION_FROM) | (beta <= -REJECTION_FROM)
-    (by_rejection,) = torch.nonzero(tail, as_tuple=True)
-    if not len(by_rejection):
-        return draws_by_inversion(alpha, beta)
+        return standard_draw_value(alpha, beta, u)  # (two reductions: cheaper than the masks below)
+    by_inversion, by_rejection = partition((alpha >= REJECTION_FROM) | (beta <= -REJECTION_FROM))
     z = torch.empty_like(alpha)
-    (by_inversion,) = torch.nonzero(~tail, as_tuple=True)
     if len(by_inversion):
-        near = (t.index_select(0, by_inversion) for t in (alpha, beta))
-        z.index_copy_(0, by_inversion, draws_by_inversion(*near))
+        near = (t.index_select(0, by_inversion) for t in (alpha, beta, u))
+        z.index_copy_(0, by_inversion, standard_draw_value(*near))
     a, b = alpha.index_select(0, by_rejection), beta.index_select(0, by_rejection)
     # left tails are mirrored to the right of 0, drawn there, and mirrored back (b < 0)
     draws = right_tail_by_rejection(torch.maximum(a, -b), torch.maximum(b, -a))
@@ -58,59 +58,89 @@ def uniform_open(shape: torch.Size, device: torch.device) -> torch.Tensor:
     return torch.rand(shape, dtype=torch.float64, device=device).clamp_(min=2.0**-54)
 
 
+#: Draws with :math:`|\mathrm{erf}(z/\sqrt2)|` up to this (:math:`|z| \le 3`) come from ``erfinv``: there a
+#: rounding of :math:`\mathrm{erf}` moves :math:`z` by at most :math:`1.26\,e^{z^2/2}` times it, below
+#: 5e-14. The others (tails, and intervals outside [-3, 3]) are drawn by ``careful_draw_value``.
+_ERF_CENTRAL = math.erf(3.0 / math.sqrt(2.0))
+
+
+def erfinv_draws(alpha: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""The draws of ``standard_draw_value`` in :math:`[-3, 3]` (flat float64, no autograd), and the
+    indices of the others (None if there are none), whose entries are left unfinished.
+
+    In erf terms, :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` reads
+    :math:`\mathrm{erf}(z/\sqrt2) = (1-u)\,\mathrm{erf}(\alpha/\sqrt2) + u\,\mathrm{erf}(\beta/\sqrt2)`:
+    two ``half_erf``'s, one ``lerp`` and one ``erfinv``, all vectorised by torch (together about a
+    third of one ``ndtri``). Outside :math:`[-3, 3]` (``_ERF_CENTRAL``) that loses digits.
+    """
+    y = torch.lerp(half_erf(alpha), half_erf(beta), u)
+    rest = None
+    if len(y):
+        low, high = torch.aminmax(y)
+        if not bool(low >= -_ERF_CENTRAL and high <= _ERF_CENTRAL):
+            (rest,) = torch.nonzero(y.abs() > _ERF_CENTRAL, as_tuple=True)
+            y.clamp_(min=-_ERF_CENTRAL, max=_ERF_CENTRAL)  # erfinv near +-1 is 5x slower (the entries are redone)
+    return torch.erfinv(y).mul_(math.sqrt(2.0)), rest
+
+
+def standard_draw_value(alpha: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""N(0,1) draws on :math:`[\alpha, \beta]` by inverting the cdf at ``u`` (flat float64, no autograd):
+    the :math:`z` with :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)`, by ``erfinv_draws`` in
+    :math:`[-3, 3]`, by ``careful_draw_value`` (redone by index) elsewhere."""
+    z, rest = erfinv_draws(alpha, beta, u)
+    if rest is not None:
+        z.index_copy_(0, rest, careful_draw_value(*(t.index_select(0, rest) for t in (alpha, beta, u))))
+    return z
+
+
 #: Above this probability (central intervals only), ``1 - p`` has lost digits to rounding: those
 #: draws are redone from the small tail at the far bound.
 _UPPER_PART = 0.999
 
 
-def standard_draw_value(alpha: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    r"""N(0,1) draws on :math:`[\alpha, \beta]` by inverting the cdf at ``u`` (flat float64, no autograd).
+def careful_draw_value(alpha: torch.Tensor, beta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""``standard_draw_value`` relatively exact in the tails (flat float64, no autograd).
 
     On the side of 0 where the endpoint probabilities are lower tails (``to_lower_side``:
     :math:`[lo, hi]` is :math:`[\alpha, \beta]`, or its mirror :math:`[-\beta, -\alpha]` when
     :math:`\alpha + \beta > 0`), :math:`2\Phi(lo) = \mathrm{erfc}(-lo/\sqrt2)` is relatively exact,
-    and so is :math:`2\Phi(hi)` when :math:`hi \le 0`; then
+    and so is :math:`2\Phi(hi)` when :math:`hi \le 0`; then, with :math:`w = u` (:math:`1 - u` for
+    mirrored intervals, exact for ``u`` on torch's grid of multiples of :math:`2^{-53}`),
 
-    .. math:: p = \Phi(lo) + u\,\big(\Phi(hi) - \Phi(lo)\big), \qquad z = \pm\,\mathrm{ndtri}(p),
+    .. math:: p = \Phi(lo) + w\,\big(\Phi(hi) - \Phi(lo)\big), \qquad z = \pm\,\mathrm{ndtri}(p),
 
-    relatively exact too (the rounding of the difference is relative to :math:`\Phi(hi) \le p/u`),
-    with the sign undoing the mirror. So :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)`, with
-    :math:`1 - u` in place of :math:`u` for mirrored intervals. One ``erfc`` per bound, one
-    ``ndtri`` and about ten other passes over the slice; two rare cases are redone by index: :math:`p`
-    above ``_UPPER_PART`` (central intervals only; :math:`1 - p` then comes from the small tail at
-    :math:`hi`), and intervals whose probabilities approach underflow (:math:`\Phi(hi)` below
-    ``MASS_FLOOR``: solved in log space).
+    relatively exact too (the rounding of the difference is relative to :math:`\Phi(hi) \le p/w`),
+    with the sign undoing the mirror. One ``erfc`` per bound, one ``ndtri`` and about ten other
+    passes; two rare cases are redone by index: :math:`p` above ``_UPPER_PART`` (central intervals
+    only; :math:`1 - p` then comes from the small tail at :math:`hi`), and intervals whose
+    probabilities approach underflow (:math:`\Phi(hi)` below ``MASS_FLOOR``: solved in log space).
     """
     mirrored = torch.add(alpha, beta).gt_(0.0)  # 1.0 where the interval is mirrored, else 0.0
+    w = torch.lerp(u, 1.0 - u, mirrored)
     lo, hi = to_lower_side(alpha, beta)
     cdf_lo, cdf_hi = double_cdf(lo), double_cdf(hi)
-    p = torch.lerp(cdf_lo, cdf_hi, u).mul_(0.5)  # (lerp: w(hi - lo) added to lo below w = 1/2, from hi above)
+    p = torch.lerp(cdf_lo, cdf_hi, w).mul_(0.5)  # (lerp: w(hi - lo) added to lo below w = 1/2, from hi above)
     z = torch.special.ndtri(p)
     if len(p) and p.max() > _UPPER_PART:
         (top,) = torch.nonzero(p > _UPPER_PART, as_tuple=True)
-        u_top = u.index_select(0, top)
-        # Phi(-z) = (1 - u) Phi(-lo) + u Phi(-hi), the last from the small tail at hi > 0
-        q = torch.mul(cdf_lo.index_select(0, top), -0.5).add_(1.0).mul_(1.0 - u_top)
-        q.addcmul_(u_top, double_tail(hi.index_select(0, top)), value=0.5)
+        w_top = w.index_select(0, top)
+        # Phi(-z) = (1 - w) Phi(-lo) + w Phi(-hi), the last from the small tail at hi > 0
+        q = torch.mul(cdf_lo.index_select(0, top), -0.5).add_(1.0).mul_(1.0 - w_top)
+        q.addcmul_(w_top, double_tail(hi.index_select(0, top)), value=0.5)
         z.index_copy_(0, top, torch.special.ndtri(q).neg_())
     z = torch.addcmul(z, z, mirrored, value=-2.0)  # -z where mirrored
     if len(p) and cdf_hi.min() < 2.0 * MASS_FLOOR:
         (deep,) = torch.nonzero(cdf_hi < 2.0 * MASS_FLOOR, as_tuple=True)
-        a, b, w = alpha[deep], beta[deep], u[deep]
-        w = torch.where(mirrored[deep] > 0, 1.0 - w, w)
-        z[deep] = quantile_in_log_space(a, b, log_normal_mass_value(a, b, b - a), w, 1.0 - w)
+        a, b, v = alpha[deep], beta[deep], u[deep]
+        z[deep] = quantile_in_log_space(a, b, log_normal_mass_value(a, b, b - a), v, 1.0 - v)
     return z
-
-
-def draws_by_inversion(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    """Standard draws on :math:`[\\alpha, \\beta]` by ``standard_draw_value`` (flat float64, no autograd)."""
-    return standard_draw_value(alpha, beta, uniform_open(alpha.shape, alpha.device))
 
 
 #: ``sample`` draws intervals whose near end is at least this many standard deviations from
 #: the mean by rejection (Robert 1995; measured acceptance 0.88 from 1, 0.96 from 3, 0.993
 #: from 8). Nearer intervals cost about the same either way, and keeping them whole avoids
-#: splitting a slice in two (typical laws: 43 ms per 10^6 at 2 threads with 8, 52-54 with 3).
+#: splitting a slice in two. (The uniforms of ``standard_draw_value`` are drawn for every
+#: element first, so that the stream does not depend on where this split falls.)
 REJECTION_FROM = 8.0
 
 
@@ -152,9 +182,9 @@ def _exponential_proposals(lo, rate, inside, peak, excess) -> tuple[torch.Tensor
 
 class StandardDraw(torch.autograd.Function):
     r"""``standard_draw_value`` with the implicit reparameterisation gradient: differentiating
-    :math:`\Phi(z) = (1-w)\Phi(\alpha) + w\Phi(\beta)` at fixed :math:`w` (:math:`w = u`, or
-    :math:`1 - u` for mirrored intervals), :math:`\partial z/\partial\alpha = (1-w)\,\phi(\alpha)/\phi(z)`
-    and :math:`\partial z/\partial\beta = w\,\phi(\beta)/\phi(z)`, formed from logs (finite far out,
+    :math:`\Phi(z) = (1-u)\Phi(\alpha) + u\Phi(\beta)` at fixed :math:`u`,
+    :math:`\partial z/\partial\alpha = (1-u)\,\phi(\alpha)/\phi(z)`
+    and :math:`\partial z/\partial\beta = u\,\phi(\beta)/\phi(z)`, formed from logs (finite far out,
     0 at an infinite bound)."""
 
     @staticmethod
@@ -170,9 +200,6 @@ class StandardDraw(torch.autograd.Function):
     def backward(ctx, grad):
         alpha, beta, u, z = ctx.saved_tensors
         log_pdf_z = log_normal_pdf(z)
-        log_u, log_v = torch.log(u), torch.log1p(-u)
-        mirrored = alpha + beta > 0
-        log_w, log_1mw = torch.where(mirrored, log_v, log_u), torch.where(mirrored, log_u, log_v)
-        d_alpha = density_over_mass(alpha, log_pdf_z - log_1mw)
-        d_beta = density_over_mass(beta, log_pdf_z - log_w)
+        d_alpha = density_over_mass(alpha, log_pdf_z - torch.log1p(-u))
+        d_beta = density_over_mass(beta, log_pdf_z - torch.log(u))
         return chain(grad, d_alpha), chain(grad, d_beta), None

@@ -2,8 +2,8 @@ r"""The log distribution functions of N(0, 1) truncated to :math:`[\alpha, \beta
 
 ``log_tail(s, upper)`` is :math:`\log F(z)` (or :math:`\log(1 - F(z))`) for a
 :class:`~mathkit.distributions._standardization.Standardized` batch: the value from
-``log_tail_value`` (flat float64, no autograd, one ``erfc`` per element in the bulk), the
-gradients from ``LogTail``'s backward, formed from logs.
+``log_tail_value`` (flat float64, no autograd; in the bulk three vectorised ``erf``'s per element,
+elsewhere ``careful_log_tail``), the gradients from ``LogTail``'s backward, formed from logs.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ import torch
 
 from mathkit._elementwise import chain, chunked
 from mathkit._standard_normal import (
+    BULK,
     MASS_FLOOR,
     density_over_mass,
     double_mass,
     double_tail,
+    half_erf,
     log_normal_mass_value,
+    mostly,
+    outside_bulk,
 )
 from mathkit.distributions._standardization import Standardized, offsets_from_bounds
 
@@ -27,14 +31,12 @@ def log_tail(s: Standardized, upper: bool) -> torch.Tensor:
     r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)` at the standardised value clamped
     into :math:`[\alpha, \beta]` (float64, differentiable in the parameters and the value)."""
     z = torch.clamp(s.z, min=s.alpha, max=s.beta)
-    width = s.width.detach()
-    tails = s.tails()
-    log_mass = log_normal_mass_value(s.alpha.detach(), s.beta.detach(), width, tails)
 
     def offsets(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return offsets_from_bounds(*(t.detach().index_select(0, index) for t in (s.value, s.low, s.high, s.scale, width)))
+        x, low, high, scale = (t.detach().index_select(0, index) for t in (s.value, s.low, s.high, s.scale))
+        return offsets_from_bounds(x, low, high, scale, s.width_at(index))
 
-    return LogTail.apply(s.alpha, s.beta, z, *tails, log_mass, offsets, upper)
+    return LogTail.apply(s.alpha, s.beta, z, s.width_at, offsets, upper)
 
 
 def _from_smaller(log_smaller: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:
@@ -52,19 +54,57 @@ def _may_cancel(mass2: torch.Tensor, tail_p: torch.Tensor, tail_q: torch.Tensor)
     return mass2 < 0.045 * torch.maximum(tail_p, tail_q)
 
 
-def log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> torch.Tensor:
-    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`
-    (flat float64, no autograd; ``tails``: ``double_tail`` of :math:`\alpha, \beta`).
+def log_tail_value(alpha, beta, z, width_at, offsets, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)`, for N(0,1) on :math:`[\alpha, \beta]`,
+    and :math:`\log Z` (flat float64, no autograd; ``z`` inside the interval).
 
-    The bulk costs one ``erfc``, at ``z``: the masses of :math:`[\alpha, z]` and :math:`[z, \beta]`
-    and :math:`[\alpha, \beta]` are differences of the doubled tails at the three points
-    (:func:`mathkit._standard_normal.double_mass`), and :math:`F` or :math:`1 - F`, whichever is smaller,
-    is their ratio. Short intervals (whose masses may cancel) and masses near underflow are redone
-    by index in log space from ``offsets(index)`` (the distances to the bounds, computed precisely
-    in original units) and ``log_mass``.
+    In the bulk, where both masses :math:`M_{\alpha z}` and :math:`M_{z\beta}` are at least
+    ``BULK`` (so :math:`M \ge 2\,` ``BULK``), the three masses are differences of ``half_erf`` at the
+    three points, relatively exact to 2.3e-14, and :math:`F` or :math:`1 - F`, whichever is smaller,
+    is their ratio :math:`q`: the result is :math:`\log q` or :math:`\log(1 - q)`. The others are
+    redone by index (``careful_log_tail``).
     """
-    tail_a, tail_b = tails
-    tail_z = double_tail(z)
+    e_a, e_z, e_b = half_erf(alpha), half_erf(z), half_erf(beta)
+    below, mass2 = e_z - e_a, e_b - e_a
+    above = e_b.sub_(e_z)
+    smaller = torch.minimum(below, above)
+    rest = outside_bulk(smaller)
+    if rest is None or not mostly(rest, len(z)):
+        out, log_mass = _bulk_log_tail(below, above, smaller, mass2, upper)
+        if rest is None:
+            return out, log_mass
+        a, b, x = (t.index_select(0, rest) for t in (alpha, beta, z))
+        careful, log_z = careful_log_tail(a, b, x, width_at(rest), lambda index: offsets(rest[index]), upper)
+        return out.index_copy_(0, rest, careful), log_mass.index_copy_(0, rest, log_z)
+    # mostly outside the bulk: the careful values everywhere (no large gathers, and no logs of the
+    # zeros and NaNs that far tails give the bulk formulas, each ~10x a normal log), the bulk ones replaced
+    (bulk,) = torch.nonzero(smaller >= BULK, as_tuple=True)
+    out, log_mass = careful_log_tail(alpha, beta, z, width_at(torch.arange(len(z))), offsets, upper)
+    bulk_out, bulk_log_mass = _bulk_log_tail(*(t.index_select(0, bulk) for t in (below, above, smaller, mass2)), upper)
+    return out.index_copy_(0, bulk, bulk_out), log_mass.index_copy_(0, bulk, bulk_log_mass)
+
+
+def _bulk_log_tail(below, above, smaller, mass2, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``log_tail_value`` in the bulk from the doubled masses of :math:`[\alpha, z]`, :math:`[z, \beta]`
+    (and the smaller of the two) and :math:`[\alpha, \beta]`: :math:`\log q` or :math:`\log(1-q)`, and :math:`\log Z`."""
+    direct = (above <= below if upper else below <= above).to(mass2.dtype)
+    q = torch.div(smaller, mass2)
+    out = torch.lerp(torch.log1p(q.neg()), q.log_(), direct)  # (weights 0 and 1 pick either side exactly)
+    return out, torch.log(mass2).sub_(math.log(2.0))
+
+
+def careful_log_tail(alpha, beta, z, width, offsets, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":math:`\log(1 - F(z))` if ``upper`` else :math:`\log F(z)` where differences of erf values may
+    have lost digits, and :math:`\log Z` (flat float64, no autograd; ``width``: :math:`\beta - \alpha`).
+
+    The masses of :math:`[\alpha, z]`, :math:`[z, \beta]` and :math:`[\alpha, \beta]` are differences
+    of the doubled small tails at the three points (:func:`mathkit._standard_normal.double_mass`), and
+    :math:`F` or :math:`1 - F`, whichever is smaller, is their ratio. Short intervals (whose masses may
+    cancel) and masses near underflow are redone by index in log space from ``offsets(index)`` (the
+    distances to the bounds, computed precisely in original units) and ``log_mass``.
+    """
+    tail_a, tail_b, tail_z = double_tail(alpha), double_tail(beta), double_tail(z)
+    log_mass = log_normal_mass_value(alpha, beta, width, (tail_a, tail_b))
     negative_a, positive_b = alpha < 0, beta > 0
     mass_az = double_mass(tail_a, tail_z, negative_a & (z > 0))
     mass_zb = double_mass(tail_z, tail_b, (z < 0) & positive_b)
@@ -79,7 +119,7 @@ def log_tail_value(alpha, beta, z, tails, log_mass, offsets, upper: bool) -> tor
         below = log_normal_mass_value(a, x, above_low) - log_z
         above = log_normal_mass_value(x, b, below_high) - log_z
         out.index_copy_(0, index, _from_smaller(torch.minimum(below, above), above <= below if upper else below <= above))
-    return out
+    return out, log_mass
 
 
 class LogTail(torch.autograd.Function):
@@ -89,13 +129,15 @@ class LogTail(torch.autograd.Function):
     :math:`\log(1-F)` mirrors it (:math:`\alpha \leftrightarrow \beta`, signs flipped)."""
 
     @staticmethod
-    def forward(ctx, alpha, beta, z, tail_a, tail_b, log_mass, offsets, upper):
-        def part(rows: slice) -> torch.Tensor:
-            def offsets_in_part(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                return offsets(index + rows.start)
+    def forward(ctx, alpha, beta, z, width_at, offsets, upper):
+        log_mass = torch.empty_like(z)
 
-            return log_tail_value(alpha[rows], beta[rows], z[rows], (tail_a[rows], tail_b[rows]),
-                                   log_mass[rows], offsets_in_part, upper)
+        def part(rows: slice) -> torch.Tensor:
+            def in_part(at):  # a function of whole-batch indices, on indices into the slice
+                return lambda index: at(index + rows.start)
+
+            out, log_mass[rows] = log_tail_value(alpha[rows], beta[rows], z[rows], in_part(width_at), in_part(offsets), upper)
+            return out
 
         out = chunked(part, z.numel(), z)
         ctx.save_for_backward(alpha, beta, z, log_mass, out)
@@ -112,6 +154,6 @@ class LogTail(torch.autograd.Function):
         d_near = chain(grad, sign * (density_over_mass(near, log_mass) - density_over_mass(near, log_part)))
         d_far = chain(grad, -sign * density_over_mass(far, log_mass))
         d_alpha, d_beta = (d_far, d_near) if ctx.upper else (d_near, d_far)
-        return d_alpha, d_beta, d_z, None, None, None, None, None
+        return d_alpha, d_beta, d_z, None, None, None
 
 
