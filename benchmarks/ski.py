@@ -53,7 +53,10 @@ def run_mathkit(n: int, dims: int) -> dict:
     seconds = time.perf_counter() - start
     return {"library": "mathkit", "n": n, "dims": dims, "seconds": seconds, "fit_seconds": fit,
             "rmse": float(np.sqrt(np.mean((mean - ft) ** 2))), "lengthscale": gp.kernel_.lengthscale,
-            "noise_sd": float(np.sqrt(gp.noise_)), "grid": list(gp._backend.grid.shape)}
+            "noise_sd": float(np.sqrt(gp.noise_)), "grid": list(gp._backend.grid.shape),
+            "backend": type(gp._backend).__name__, "n_evaluations": gp.n_evaluations_,
+            "converged": gp.optimisation_.converged, "optimiser": gp.optimisation_.message,
+            "mean_sd": float(np.mean(sd))}
 
 
 def run_gpytorch(n: int, dims: int, grid_size: int = 64, steps: int = 30) -> dict:
@@ -134,6 +137,11 @@ def main() -> None:
             "n_test": N_TEST}
     rows = []
     for name, n, dims, limit in plan:
+        smaller = [r for r in rows if r["library"] == name and r["dims"] == dims and r["n"] < n]
+        if smaller and all(r.get("seconds") is None for r in smaller):
+            # it did not finish a smaller size within its limit: the larger one would not either
+            rows.append({"library": name, "n": n, "dims": dims, "seconds": None, "skipped": "smaller size did not finish"})
+            continue
         rows.append(timed(name, n, dims, limit))
         print(rows[-1], flush=True)
         meta["load_average_end"] = os.getloadavg()[0]
@@ -141,7 +149,12 @@ def main() -> None:
             RESULTS.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     print(f"\n{meta}\n\n| library | d | n | fit + predict (s) | RMSE vs f | peak RSS (GB) |\n|---|---|---|---|---|---|")
     for r in rows:
-        secs = f"{r['seconds']:.1f}" if r.get("seconds") else f"> {r.get('timed_out_after', r.get('failed_after', 0)):.0f} (stopped)"
+        if r.get("skipped"):
+            secs = "not run (a smaller size did not finish)"
+        elif r.get("seconds"):
+            secs = f"{r['seconds']:.1f}"
+        else:
+            secs = f"> {r.get('timed_out_after', r.get('failed_after', 0)):.0f} (stopped)"
         print(f"| {r['library']} | {r['dims']} | {r['n']:,} | {secs} | {r.get('rmse', float('nan')):.3f} | {r.get('peak_rss_gb', float('nan')):.2f} |")
 
 

@@ -81,6 +81,27 @@ class Kernel:
         """Boolean mask of log-parameters whose joint shift by ``s`` multiplies k by ``e^s``."""
         return torch.tensor([n == "variance" for n in self._names], dtype=torch.bool)
 
+    #: True when k(x, x') is a product of one-dimensional kernels, one per input column, so that
+    #: on a regular grid its matrix is the Kronecker product of :meth:`grid_factors`
+    separable: bool = False
+
+    def grid_factors(self, axes: list[torch.Tensor], log_params: torch.Tensor | None = None) -> list[torch.Tensor]:
+        r"""Per-axis matrices :math:`K_1, \dots, K_d` (shapes ``(g_k, g_k)``) with
+        :math:`K_{UU} = K_1 \otimes \cdots \otimes K_d` on the grid whose axis ``k`` has the
+        coordinates ``axes[k]`` (nodes in row-major order); differentiable in ``log_params``.
+        Only for ``separable`` kernels."""
+        if not self.separable:
+            raise NotImplementedError(f"{type(self).__name__} is not separable over input columns")
+        theta = self.get_log_params() if log_params is None else log_params
+        return self._grid_factors(axes, theta)
+
+    def _grid_factors(self, axes: list[torch.Tensor], theta: torch.Tensor) -> list[torch.Tensor]:
+        # variance on the first axis' factor, correlations on the others
+        params = {name: torch.exp(theta[i]) for i, name in enumerate(self._names)}
+        factors = [self._correlation((a[:, None] - a[None, :]).abs(), params) for a in axes]
+        factors[0] = params.get("variance", 1.0) * factors[0]
+        return factors
+
     #: hyperparameters in the units of x
     _length_names: tuple[str, ...] = ("lengthscale",)
 
@@ -165,6 +186,7 @@ class RBF(Kernel):
 
     _names = ("lengthscale", "variance")
     rescalable = True
+    separable = True  # exp(-|x - x'|^2 / 2l^2) is the product of one such factor per column
 
     def __init__(self, lengthscale: float = 1.0, variance: float = 1.0) -> None:
         super().__init__(lengthscale=lengthscale, variance=variance)
@@ -278,6 +300,14 @@ class Sum(_Combination):
 
 class Product(_Combination):
     """``k1 * k2``: elementwise product of covariances (Schur product theorem keeps it PSD)."""
+
+    def __init__(self, k1: Kernel, k2: Kernel) -> None:
+        super().__init__(k1, k2)
+        self.separable = k1.separable and k2.separable
+
+    def _grid_factors(self, axes, theta):
+        t1, t2 = self._split(theta)
+        return [f1 * f2 for f1, f2 in zip(self.k1._grid_factors(axes, t1), self.k2._grid_factors(axes, t2))]
 
     def _evaluate(self, X1, X2, theta):
         t1, t2 = self._split(theta)

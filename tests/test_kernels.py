@@ -93,3 +93,21 @@ def test_stationary_kernels_depend_on_differences_only():
     shift = torch.tensor([[123.0, -4.5]], dtype=torch.float64)
     kernel = RBF(0.8) * Periodic(1.2, 3.0) + Matern(0.5, 2.0)
     torch.testing.assert_close(kernel(X + shift), kernel(X), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda: RBF(0.7, 1.9), lambda: RBF(0.5, 2.0) * RBF(1.3, 0.4)])
+def test_grid_factors_kronecker_product_is_the_kernel_on_the_grid(make):
+    kernel = make()
+    axes = [torch.linspace(-1.0, 2.0, 7, dtype=torch.float64), torch.linspace(0.5, 4.0, 5, dtype=torch.float64)]
+    nodes = torch.cartesian_prod(*axes)
+    F = kernel.grid_factors(axes)
+    np.testing.assert_allclose(torch.kron(F[0], F[1]).numpy(), kernel(nodes, nodes).numpy(), rtol=1e-12, atol=1e-14)
+    theta = kernel.get_log_params().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: torch.kron(*kernel.grid_factors(axes, t)), (theta,))
+
+
+def test_only_product_kernels_are_separable():
+    assert RBF().separable and (RBF() * RBF()).separable
+    assert not Matern().separable and not (RBF() + RBF()).separable and not (RBF() * Matern()).separable
+    with pytest.raises(NotImplementedError, match="not separable"):
+        Matern().grid_factors([torch.zeros(3, dtype=torch.float64)])

@@ -315,3 +315,14 @@ def test_woodbury_preconditioner_names_a_bad_noise():
 
     with pytest.raises(ValueError, match="noise must be a positive variance"):
         woodbury_preconditioner(torch.ones(5, 2, dtype=torch.float64), 0.0)
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 3), (2, 3, 4)])
+def test_kron_matmul_equals_the_explicit_kronecker_product(shape):
+    rng = np.random.default_rng(0)
+    factors = [torch.as_tensor(rng.normal(size=(g, g))) for g in shape]
+    V = torch.as_tensor(rng.normal(size=(int(np.prod(shape)), 3)))
+    explicit = factors[0]
+    for F in factors[1:]:
+        explicit = torch.kron(explicit, F)
+    np.testing.assert_allclose(mathkit.linalg.kron_matmul(factors, V).numpy(), (explicit @ V).numpy(), rtol=1e-12, atol=1e-12)

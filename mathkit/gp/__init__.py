@@ -28,7 +28,9 @@ Layout: ``mathkit.gp.regressor`` (the estimator, a scikit-learn ``BaseEstimator`
 (the fitting strategy, ``mathkit.gp.optimise.fit_hyperparameters``: starting points,
 L-BFGS and the subset-then-Newton refinement, chosen by what a backend declares it can do),
 and one module per way of handling :math:`\hat K`: ``mathkit.gp.exact``,
-``mathkit.gp.cg``, ``mathkit.gp.ski``, all built on ``mathkit.gp.backend``
+``mathkit.gp.cg``, ``mathkit.gp.ski`` (the direct and data-space SKI backends and the choice
+between them) and ``mathkit.gp.ski_kronecker`` (SKI in grid space, for large 2-D grids), the
+SKI ones on ``mathkit.gp.ski_base`` (grid, weights, normal equations), all built on ``mathkit.gp.backend``
 (capabilities, named solve results, the shared stochastic trace gradient, the block-size rule).
 The dense Cholesky steps are the public LAPACK wrappers of :mod:`mathkit.linalg`; an exact
 evaluation runs with torch on one thread (:func:`mathkit.linalg.one_torch_thread`, the
@@ -41,8 +43,9 @@ from mathkit.gp.cg import CGBackend
 from mathkit.gp.exact import ExactBackend
 from mathkit.gp.regressor import AUTO_EXACT_MAX, AUTO_SKI_MIN, GPRegressor
 from mathkit.gp.ski import SKIDenseBackend, SKIGridBackend
+from mathkit.gp.ski_kronecker import SKIKroneckerBackend
 from mathkit.kernels import RBF, Kernel, Matern, Periodic, Product, Sum
 
 __all__ = ["GPRegressor", "Kernel", "RBF", "Matern", "Periodic", "Sum", "Product", "kernels",
-           "Backend", "ExactBackend", "CGBackend", "SKIDenseBackend", "SKIGridBackend",
+           "Backend", "ExactBackend", "CGBackend", "SKIDenseBackend", "SKIGridBackend", "SKIKroneckerBackend",
            "AUTO_EXACT_MAX", "AUTO_SKI_MIN"]

@@ -91,9 +91,11 @@ class Backend:
     #: ``profile=True`` is supported: the objective maximised over a common scale of the
     #: kernel variances and the noise (see ``rescale``)
     can_profile = True
-    #: an evaluation costs little next to an exact subset's (so L-BFGS on all the data after
-    #: the warm start, rather than a few Newton steps)
-    cheap_full_lbfgs = False
+    #: an evaluation costs little next to an exact subset's: after the warm start, L-BFGS on all
+    #: the data (a deterministic objective), or a start scan, a finite-difference Hessian and
+    #: Newton steps on all the data (a stochastic one), rather than a few Newton steps with a
+    #: Hessian borrowed from the subsets
+    cheap_full_evaluation = False
     #: how many of the nested subsets suit its warm start (None: all)
     warm_start_subsets: int | None = None
     #: the objective without gradient is much cheaper than with it (``value`` is worth calling)

@@ -210,8 +210,10 @@ def fit_hyperparameters(backend: Backend, theta: torch.Tensor, subset_sizes: tup
     2. A warm start on nested random subsets (those of ``subset_sizes`` at most half the data,
        the first ``backend.warm_start_subsets`` of them), each fitted exactly by L-BFGS on the
        profiled likelihood; a stochastic objective always gets one.
-    3. On all the data: L-BFGS when there was no subset or ``backend.cheap_full_lbfgs``;
-       otherwise at most ``refine_steps`` :func:`quasi_newton` steps with the Hessian
+    3. On all the data: L-BFGS when there was no subset or ``backend.cheap_full_evaluation``
+       (deterministic objectives); for a stochastic one with ``cheap_full_evaluation``, the start
+       scan again on all the data, then at most ``refine_steps`` :func:`quasi_newton` steps with a
+       finite-difference Hessian of its own; otherwise at most ``refine_steps`` :func:`quasi_newton` steps with the Hessian
        :func:`extrapolated_hessian` borrows from the last two subsets.
     4. Bounds: ``backend.log_bounds()`` on all the data (the subsets' exact fits use the
        wide ``LOG_BOUNDS``; their result is clamped into the backend's). The profiled scale is unbounded, so a deterministic fit that ends with a
@@ -245,8 +247,16 @@ def fit_hyperparameters(backend: Backend, theta: torch.Tensor, subset_sizes: tup
         theta = subset.rescale(theta)
     bounds = backend.log_bounds()
     theta = theta.clamp(*bounds)
-    if not sizes or backend.cheap_full_lbfgs:
+    if backend.deterministic and (not sizes or backend.cheap_full_evaluation):
         step = lbfgs(full.value_and_grad, theta, bounds=bounds)
+    elif backend.cheap_full_evaluation:
+        # the full data may prefer another basin than the subsets (a feature they call noise):
+        # scan on all of it, then Newton steps with its own curvature
+        flat = backend.scale_direction() if backend.profiles(profile) else None
+        theta = best_start(backend, theta).clamp(*bounds)
+        hessian = finite_difference_hessian(full.value_and_grad, theta, flat)
+        step = quasi_newton(full.value_and_grad, theta, hessian, refine_steps, value=full.value,
+                            flat=flat, tol=1e-2, bounds=bounds)
     else:
         flat = backend.scale_direction() if backend.profiles(profile) else None
         # a stochastic objective cannot resolve changes much below its probe noise

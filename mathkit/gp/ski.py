@@ -16,73 +16,19 @@ import math
 import numpy as np
 import torch
 
-from mathkit.gp.backend import LOG_2PI, Backend, ProbeSolves, block_rows, stochastic_trace_gradient
+from mathkit.gp.backend import LOG_2PI, ProbeSolves, block_rows, stochastic_trace_gradient
+from mathkit.gp.ski_base import SKIBase, grid_shape
+from mathkit.gp.ski_kronecker import SKIKroneckerBackend
 from mathkit.linalg import GridInterpolation, lanczos_logdet, toeplitz_matmul
 
-#: the grid extends this fraction of the training inputs' range beyond them on each side
-MARGIN = 0.1
-#: length parameters are bounded below by this many (of the largest) grid spacings
-MIN_CELLS = 0.5
-#: grids up to this many nodes use the direct (LU) backend; larger ones conjugate gradients
+#: grids up to this many nodes use the direct (LU) backend; larger ones an iterative one
 DENSE_MAX_NODES = 4096
+#: separable kernels on grids of two or more axes with more nodes than this, and no more nodes
+#: than data points, use the grid-space backend (each LU of the direct path costs O(m^3))
+GRID_SPACE_MIN_NODES = 1600
 
 
-def training_grid(X: torch.Tensor, shape: tuple[int, ...]) -> GridInterpolation:
-    """A grid over ``X``'s range widened by :data:`MARGIN` of it on each side (a constant
-    column: the range ``[x - 1/2, x + 1/2]`` around its value)."""
-    low, high = X.amin(0), X.amax(0)
-    span = high - low
-    span = torch.where(span > 0, span, torch.ones_like(span))
-    centre = (low + high) / 2
-    half = span * (0.5 + MARGIN)
-    return GridInterpolation(centre - half, centre + half, shape)
-
-
-class _SKIBase(Backend):
-    """Grid, interpolation weights and the grid kernel (shared by both SKI paths)."""
-
-    def __init__(self, kernel, X, y, noise, **settings):
-        super().__init__(kernel, X, y, noise, **settings)
-        self.grid = training_grid(X, grid_shape(settings.get("grid_size"), len(X), X.shape[1]))
-        self.idx, self.w = self.grid.weights(X)
-        self.nodes = self.grid.nodes()
-
-    def log_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Length parameters (``kernel.length_mask``) bounded below by half the coarsest grid
-        cell, :data:`MIN_CELLS` times the largest spacing: cubic interpolation between nodes
-        cannot represent a kernel that decays within a fraction of a cell, and the SKI
-        likelihood then rewards ever shorter lengthscales (at n = 10^5 in 2-D on a 35 x 35 grid
-        it drove the lengthscale to 3e-5 and the test RMSE to 0.10, measured)."""
-        low, high = super().log_bounds()
-        lengths = torch.zeros_like(low, dtype=torch.bool)
-        lengths[: self.kernel.n_params] = self.kernel.length_mask()
-        floor = math.log(MIN_CELLS * float(self.grid.step.max()))
-        return torch.where(lengths, low.clamp_min(floor), low), high
-
-    def _first_row(self, kt: torch.Tensor) -> torch.Tensor:
-        """:math:`k(u_0, u_j)` for all grid nodes: the grid kernel is (block-)Toeplitz."""
-        return self.kernel(self.nodes[:1], self.nodes, kt)[0]
-
-    def _blocks(self, Xs: torch.Tensor):
-        """Prediction points in blocks: ``(rows, inside)``, ``inside`` marking grid points."""
-        inside = self.grid.covers(Xs)
-        for rows in torch.split(torch.arange(len(Xs)), block_rows(self.grid.m)):
-            yield rows, inside[rows]
-
-
-def grid_shape(size, n: int, d: int) -> tuple[int, ...]:
-    """Grid points per axis: ``size`` (an int, or one per column), or by default
-    :math:`\\min(1000, \\max(100, 4\\sqrt n))` in 1-D and
-    :math:`\\min(64, \\max(20, 2 n^{1/4}))` per axis in 2-D (at most 4,096 nodes, the direct path)."""
-    if size is None:
-        size = min(1000, max(100, int(4 * math.sqrt(n)))) if d == 1 else min(64, max(20, int(2 * n**0.25)))
-    shape = (size,) * d if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(shape) != d:
-        raise ValueError(f"grid_size must be an int or have one entry per input column ({d}), got {size}")
-    return tuple(int(s) for s in shape)
-
-
-class SKIDenseBackend(_SKIBase):
+class SKIDenseBackend(SKIBase):
     r"""SKI with :math:`A = W^\top W` and :math:`b = W^\top y` computed once, so each
     evaluation costs one :math:`m \times m` LU factorisation, independent of ``n``.
 
@@ -99,36 +45,14 @@ class SKIDenseBackend(_SKIBase):
     :math:`O(7^d m^2)` and the LU :math:`O(m^3)`.
     """
 
-    cheap_full_lbfgs = True  # each evaluation costs O(m^3): L-BFGS on all the data after ...
+    cheap_full_evaluation = True  # each evaluation costs O(m^3): L-BFGS on all the data after ...
     warm_start_subsets = 1  # ... one subset's rough start
 
     def __init__(self, kernel, X, y, noise, **settings):
         super().__init__(kernel, X, y, noise, **settings)
-        self.A, self.b = self._normal_equations()
+        self.A, self.b = self.normal_equations()
         self.yty = float(y @ y)
         self.lags = self._lag_index()
-
-    def _normal_equations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """:math:`W^\\top W` (sparse) and :math:`W^\\top y`. Every row of ``W`` has the same
-        stencil relative to its first node, so the ``n`` outer products are summed per first node
-        (``m`` small blocks) and only then spread over the matrix."""
-        m, k = self.grid.m, self.idx.shape[1]
-        base = self.idx[:, 0]
-        stencil = self.idx[0] - self.idx[0, 0]
-        local = torch.zeros(m, k, k, dtype=torch.float64)
-        b = torch.zeros(m, dtype=torch.float64)
-        for rows in torch.split(torch.arange(len(self.y)), 2**16):  # bounded memory at n = 10^6
-            w = self.w[rows]
-            local.index_add_(0, base[rows], w[:, :, None] * w[:, None, :])
-            b.index_add_(0, self.idx[rows].reshape(-1), (w * self.y[rows, None]).reshape(-1))
-        used = torch.nonzero(local.abs().sum((1, 2)) > 0)[:, 0]
-        nodes = used[:, None] + stencil  # (used, k): the stencil of each used first node
-        rows = nodes[:, :, None].expand(-1, k, k).reshape(-1)
-        cols = nodes[:, None, :].expand(-1, k, k).reshape(-1)
-        A = torch.sparse_coo_tensor(torch.stack([rows, cols]), local[used].reshape(-1), (m, m),
-                                    check_invariants=False)
-        A = A.coalesce()
-        return A, b
 
     def _lag_index(self) -> torch.Tensor:
         """Flat index into the first row of the grid kernel for every pair of nodes."""
@@ -200,26 +124,16 @@ class SKIDenseBackend(_SKIBase):
             self.precision = (self.A.to_dense() - torch.sparse.mm(self.A, AC.T) / noise) / noise
         self.theta, self.lml = theta, -float(nll)
 
-    def predict(self, Xs, return_std):
-        kt, _ = self._split(self.theta)
-        mean = torch.empty(len(Xs), dtype=torch.float64)
-        var = torch.empty(len(Xs), dtype=torch.float64) if return_std else None
-        for rows, inside in self._blocks(Xs):
-            on, off = rows[inside], rows[~inside]
-            if len(on):
-                idx, w = self.grid.weights(Xs[on])
-                mean[on] = (self.grid_mean[idx] * w).sum(1)
-                if return_std:
-                    var[on] = torch.einsum("na,nab,nb->n", w, self.grid_cov[idx[:, :, None], idx[:, None, :]], w)
-            if len(off):
-                cross = self.kernel(Xs[off], self.nodes, kt)
-                mean[off] = cross @ self.weighted_alpha
-                if return_std:
-                    var[off] = self.kernel.diag(Xs[off], kt) - ((cross @ self.precision) * cross).sum(1)
-        return mean, var
+    def _interpolated_variance(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """:math:`w_*^\\top \\Sigma w_*` for stencils ``idx`` and weights ``w`` (shapes ``(c, 4^d)``)."""
+        return torch.einsum("na,nab,nb->n", w, self.grid_cov[idx[:, :, None], idx[:, None, :]], w)
+
+    def _explained_variance(self, cross: torch.Tensor) -> torch.Tensor:
+        """:math:`k_*^\\top W^\\top \\hat K^{-1} W k_*` for cross-covariances ``cross`` (shape ``(c, m)``)."""
+        return ((cross @ self.precision) * cross).sum(1)
 
 
-class SKIGridBackend(_SKIBase):
+class SKIGridBackend(SKIBase):
     r"""SKI by conjugate gradients: :math:`\hat K v = W (K_{UU} (W^\top v)) + \sigma^2 v`, with
     :math:`K_{UU}` Toeplitz (1-D) or block-Toeplitz (2-D) multiplied by FFT, stochastic
     Lanczos log-determinant and trace gradients as in BBMM (Wilson & Nickisch 2015)."""
@@ -297,6 +211,13 @@ class SKIGridBackend(_SKIBase):
 
 
 def ski_backend(kernel, X, y, noise, **settings):
-    """The direct backend for grids of up to :data:`DENSE_MAX_NODES` nodes, CG above."""
-    dense = math.prod(grid_shape(settings.get("grid_size"), len(X), X.shape[1])) <= DENSE_MAX_NODES
-    return (SKIDenseBackend if dense else SKIGridBackend)(kernel, X, y, noise, **settings)
+    """The grid-space backend for a kernel that factorises over the axes of a grid of two or more
+    dimensions with more than :data:`GRID_SPACE_MIN_NODES` nodes and no more nodes than data
+    points; otherwise the direct one for grids of up to :data:`DENSE_MAX_NODES` nodes and
+    conjugate gradients in data space above."""
+    m = math.prod(grid_shape(settings.get("grid_size"), len(X), X.shape[1]))
+    if X.shape[1] >= 2 and kernel.separable and GRID_SPACE_MIN_NODES < m <= len(X):
+        return SKIKroneckerBackend(kernel, X, y, noise, **settings)
+    if m <= DENSE_MAX_NODES:
+        return SKIDenseBackend(kernel, X, y, noise, **settings)
+    return SKIGridBackend(kernel, X, y, noise, **settings)
