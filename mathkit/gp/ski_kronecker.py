@@ -72,7 +72,7 @@ class SKIKroneckerBackend(SKIBase):
         self.logdet_probes = torch.randn(self.grid.m, t, generator=g, dtype=torch.float64)
 
     def _axis_normal_matrix(self, k: int) -> torch.Tensor:
-        """:math:`W_k^\top W_k` for the one-dimensional interpolation of column ``k`` onto the
+        r""":math:`W_k^\top W_k` for the one-dimensional interpolation of column ``k`` onto the
         grid's axis ``k`` (shape ``(g_k, g_k)``)."""
         g, step = self.grid.shape[k], self.grid.step[k : k + 1]
         axis = GridInterpolation(self.grid.origin[k : k + 1] + 2 * step, self.grid.end[k : k + 1] - 2 * step, (g,))
@@ -86,13 +86,13 @@ class SKIKroneckerBackend(SKIBase):
         r"""``S``, ``B`` and the preconditioner's ``P^{-1}`` and ``P^{1/2}`` as functions of a block
         of grid vectors, and :math:`\log|P|`.
 
-        ``P`` replaces ``A`` in ``B`` by the diagonal, separable model of the data's mass
-        :math:`D = n^{1-d} \bigotimes_k \operatorname{diag}(a_k)`, :math:`a_k` the mass's marginal
-        along axis ``k``: then :math:`S D S = n^{1-d}\bigotimes_k S_k \operatorname{diag}(a_k) S_k`
+        ``P`` replaces ``A`` in ``B`` by its expectation for data whose columns are independent,
+        :math:`D = n^{1-d} \bigotimes_k W_k^\top W_k`, :math:`W_k` the one-dimensional interpolation
+        of column ``k`` onto axis ``k``: then :math:`S D S = n^{1-d}\bigotimes_k S_k W_k^\top W_k S_k`
         is a Kronecker product, and :math:`P = \sigma^2 I + S D S` is inverted through its factors'
-        eigenvectors. It is exact for data spread evenly over a box, which takes care of the
-        grid's empty margins (with :math:`D` a multiple of the identity, directions living in the
-        margins would converge hundreds of times more slowly, measured)."""
+        eigenvectors. It models the grid's empty margins and the interpolation's smoothing (with
+        :math:`D` a multiple of the identity, a 30 x 30 test problem took 454 CG iterations; with
+        the data's marginal mass on the diagonal 22; with this 15, measured)."""
         roots, V, mu = [], [], []
         for F, normal in zip(self.kernel.grid_factors(self.axes, kt), self.axis_normals):
             vals, vecs = torch.linalg.eigh(F)
