@@ -1,4 +1,4 @@
-"""What every structured-kernel-interpolation backend shares: the grid over the training inputs,
+r"""What every structured-kernel-interpolation backend shares: the grid over the training inputs,
 its default size, the interpolation weights, the lengthscale floor and the normal equations
 :math:`W^\top W`, :math:`W^\top y` (Wilson & Nickisch 2015)."""
 
