@@ -82,7 +82,7 @@ class Kernel:
         return torch.tensor([n == "variance" for n in self._names], dtype=torch.bool)
 
     #: True when k(x, x') is a product of one-dimensional kernels, one per input column, so that
-    #: on a regular grid its matrix is the Kronecker product of :meth:`grid_factors`
+    #: on a regular grid its matrix is the Kronecker product of ``grid_factors``
     separable: bool = False
 
     def grid_factors(self, axes: list[torch.Tensor], log_params: torch.Tensor | None = None) -> list[torch.Tensor]:
