@@ -53,8 +53,8 @@ def run_mathkit(n: int, dims: int) -> dict:
     seconds = time.perf_counter() - start
     return {"library": "mathkit", "n": n, "dims": dims, "seconds": seconds, "fit_seconds": fit,
             "rmse": float(np.sqrt(np.mean((mean - ft) ** 2))), "lengthscale": gp.kernel_.lengthscale,
-            "noise_sd": float(np.sqrt(gp.noise_)), "grid": list(gp._backend.grid.shape),
-            "backend": type(gp._backend).__name__, "n_evaluations": gp.n_evaluations_,
+            "noise_sd": float(np.sqrt(gp.noise_)), "grid": list(gp.backend_.grid.shape),
+            "backend": type(gp.backend_).__name__, "n_evaluations": gp.n_evaluations_,
             "converged": gp.optimisation_.converged, "optimiser": gp.optimisation_.message,
             "mean_sd": float(np.mean(sd))}
 

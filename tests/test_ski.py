@@ -137,7 +137,7 @@ def test_2d_grid_space_path_matches_exact(seed):
     d = simulate_smooth_regression(5000, dims=2, rng=seed)
     kw = dict(kernel=RBF(0.9, 0.8), noise=0.02, optimizer=None)
     ski, exact = _pair(d.X, d.y, grid_size=BIG_GRID, **kw)
-    assert type(ski._backend).__name__ == "SKIKroneckerBackend"
+    assert type(ski.backend_).__name__ == "SKIKroneckerBackend"
     # the grid-space path solves the same SKI model as the direct one (to 6e-5 on a 30 x 30 grid,
     # test below); against the exact GP the model's own error shows, up to ~1% of the prior sd
     # just beyond the grid's edge
@@ -155,7 +155,7 @@ def test_2d_grid_space_path_with_clustered_data():
     y = np.sin(X[:, 0]) * np.cos(X[:, 1]) + 0.1 * rng.standard_normal(len(X))
     kw = dict(kernel=RBF(1.2, 1.0), noise=0.01, optimizer=None)
     ski, exact = _pair(X, y, grid_size=(45, 45), **kw)  # 2,025 nodes, 2,400 points: grid space
-    assert type(ski._backend).__name__ == "SKIKroneckerBackend"
+    assert type(ski.backend_).__name__ == "SKIKroneckerBackend"
     _close(ski, exact, _test_points(rng), 0.015)
 
 

@@ -92,6 +92,10 @@ class GPRegressor(RegressorMixin, BaseEstimator):
     optimisation_ : :class:`~mathkit.gp.optimise.OptimisationResult` or None: where the
         optimiser stopped, whether it converged, and its evaluation counts (None when
         nothing was optimised).
+    backend_ : Backend, the one that conditioned the posterior at the fitted hyperparameters
+        (``ExactBackend``, ``CGBackend``, ``SKIDenseBackend``, ``SKIGridBackend`` or
+        ``SKIKroneckerBackend``: its class says which route ran; an SKI backend's ``grid``
+        holds the interpolation grid), in standardised units.
 
     Inputs may be numpy arrays (``predict`` then returns numpy) or torch tensors (``predict``
     returns tensors); X of shape ``(n,)`` is n points with one input column.
@@ -211,7 +215,7 @@ class GPRegressor(RegressorMixin, BaseEstimator):
             theta = self.optimisation_.theta
         self.n_evaluations_ = self.optimisation_.n_evaluations if optimise else 0
         backend.condition(theta)
-        self._backend = backend
+        self.backend_ = backend
         self.kernel_ = kernel
         if optimise or self.kernel is None:
             kernel.set_log_params((theta + offsets)[: kernel.n_params])
@@ -240,7 +244,7 @@ class GPRegressor(RegressorMixin, BaseEstimator):
         if X_t.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X_t.shape[1]} features, but GPRegressor is expecting "
                              f"{self.n_features_in_} features as input")
-        mean, var = self._backend.predict(self._units.x(X_t), return_std)
+        mean, var = self.backend_.predict(self._units.x(X_t), return_std)
         units = self._units
         mean = mean * units.y_scale + units.y_shift
         out = [mean] + ([torch.sqrt(var.clamp_min(0.0)) * units.y_scale] if return_std else [])
@@ -266,7 +270,7 @@ class GPRegressor(RegressorMixin, BaseEstimator):
         ``"ski"``. The standardised fit's value minus :math:`n \\log s_y`, the Jacobian of
         :math:`y \\mapsto (y - \\bar y) / s_y`."""
         check_is_fitted(self)
-        return float(self._backend.lml) - len(self.X_train_) * math.log(self._units.y_scale)
+        return float(self.backend_.lml) - len(self.X_train_) * math.log(self._units.y_scale)
 
 
 def _is_int(value) -> bool:

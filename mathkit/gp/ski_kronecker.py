@@ -119,19 +119,21 @@ class SKIKroneckerBackend(SKIBase):
         tol = self.settings["cg_tol"] if tol is None else tol
         return batched_cg(ops["B"], R, ops["P_inv"], tol, self.settings["max_cg_iter"])
 
-    def _solve_all(self, kt: torch.Tensor, noise: torch.Tensor) -> dict:
-        """One batched solve with ``B``: the mean's, the trace probes' and the log-determinant's."""
+    def _solve_all(self, kt: torch.Tensor, noise: torch.Tensor, gradient: bool = True) -> dict:
+        """One batched solve with ``B``: the mean's, the log-determinant's and, for the gradient
+        (``gradient``), the trace probes' (half the columns: a value alone does without them)."""
         ops = self._operators(kt, noise)
-        t = self.trace_probes.shape[1]
-        A_xi = self.A @ self.trace_probes
+        t = self.trace_probes.shape[1] if gradient else 0
+        A_xi = self.A @ self.trace_probes[:, :t]
         Z = ops["P_half"](self.logdet_probes)
         res = self._cg_solve(ops, torch.cat([ops["S"](self.b[:, None]), ops["S"](A_xi), Z], 1))
         self.cg_iterations_ = int(res.n_iter.max())
         SX = ops["S"](res.solution[:, : t + 1])
         v = SX[:, 0]
         n, m = len(self.y), self.grid.m
+        probes = self.logdet_probes.shape[1]
         logdet = ((n - m) * torch.log(noise) + ops["logdet_P"]
-                  + lanczos_logdet(res, (self.logdet_probes**2).sum(0), range(t + 1, 2 * t + 1)))
+                  + lanczos_logdet(res, (self.logdet_probes**2).sum(0), range(t + 1, t + 1 + probes)))
         quad = (self.yty - self.b @ v) / noise
         return {"v": v, "quad": float(quad), "logdet": float(logdet),
                 "beta": (self.b - self.A @ v) / noise,  # W^T alpha, alpha = K^-1 y
@@ -148,11 +150,11 @@ class SKIKroneckerBackend(SKIBase):
 
     def _best_scale(self, theta):
         with torch.no_grad():
-            return self._solve_all(*self._split(theta))["quad"] / len(self.y)
+            return self._solve_all(*self._split(theta), gradient=False)["quad"] / len(self.y)
 
     def value(self, theta, profile=False):
         with torch.no_grad():
-            return self._nll(self._solve_all(*self._split(theta)), profile)
+            return self._nll(self._solve_all(*self._split(theta), gradient=False), profile)
 
     def value_and_grad(self, theta, profile=False):
         r"""With :math:`\beta = W^\top\hat K^{-1}y = (b - A v)/\sigma^2`,
@@ -189,7 +191,7 @@ class SKIKroneckerBackend(SKIBase):
     def condition(self, theta):
         kt, noise = self._split(theta)
         with torch.no_grad():
-            s = self._solve_all(kt, noise)
+            s = self._solve_all(kt, noise, gradient=False)
             # the likelihood needs b^T v only, whose error is the square of the residual's; the
             # predictions need v itself, to a far tighter residual: B's smallest eigenvalues,
             # sigma^2, amplify it (clustered data, 45 x 45 grid: a residual of 1e-5 left the mean
@@ -207,7 +209,9 @@ class SKIKroneckerBackend(SKIBase):
         at the node it is measured from, read from its columns at ``REACH_NODES`` random
         nodes that hold data."""
         ops, g = self._ops, self._generator()
-        held = torch.nonzero(torch.sparse.sum(self.A.to_sparse_coo(), 1).to_dense() > 0)[:, 0]
+        # the row sums of A = W^T W are W's column sums (W's rows sum to 1)
+        column_sums = torch.zeros(self.grid.m, dtype=torch.float64).index_add_(0, self.idx.reshape(-1), self.w.reshape(-1))
+        held = torch.nonzero(column_sums > 0)[:, 0]
         nodes = held[torch.randperm(len(held), generator=g)[:REACH_NODES]]
         E = torch.zeros(self.grid.m, len(nodes), dtype=torch.float64)
         E[nodes, torch.arange(len(nodes))] = 1.0
