@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 
+from mathkit._elementwise import take
 from mathkit._standard_normal import double_tail
 
 _F64 = torch.float64
@@ -84,9 +85,9 @@ class Standardized(NamedTuple):
         """:math:`\\beta - \\alpha` from the unstandardised bounds (``standard_width``)."""
         return standard_width(self.low, self.high, self.scale)
 
-    def width_at(self, index: torch.Tensor) -> torch.Tensor:
-        """``width`` at the flat indices ``index``, without gradients."""
-        return standard_width(*(t.detach().index_select(0, index) for t in (self.low, self.high, self.scale)))
+    def width_at(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """``width`` at the flat indices or slice ``index``, without gradients."""
+        return standard_width(*(take(t.detach(), index) for t in (self.low, self.high, self.scale)))
 
     def tails(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``double_tail`` of :math:`\\alpha` and :math:`\\beta` (values only)."""

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from mathkit._elementwise import chain, chunked
+from mathkit._elementwise import ALL, chain, chunked, within
 from mathkit._standard_normal import (
     BULK,
     MASS_FLOOR,
@@ -21,8 +21,7 @@ from mathkit._standard_normal import (
     double_tail,
     half_erf,
     log_normal_mass_value,
-    mostly,
-    outside_bulk,
+    split_bulk,
 )
 from mathkit.distributions._standardization import Standardized, offsets_from_bounds
 
@@ -68,20 +67,19 @@ def log_tail_value(alpha, beta, z, width_at, offsets, upper: bool) -> tuple[torc
     below, mass2 = e_z - e_a, e_b - e_a
     above = e_b.sub_(e_z)
     smaller = torch.minimum(below, above)
-    rest = outside_bulk(smaller)
-    if rest is None or not mostly(rest, len(z)):
+    index, outside = split_bulk(smaller)
+    if outside:
         out, log_mass = _bulk_log_tail(below, above, smaller, mass2, upper)
-        if rest is None:
+        if index is None:
             return out, log_mass
-        a, b, x = (t.index_select(0, rest) for t in (alpha, beta, z))
-        careful, log_z = careful_log_tail(a, b, x, width_at(rest), lambda index: offsets(rest[index]), upper)
-        return out.index_copy_(0, rest, careful), log_mass.index_copy_(0, rest, log_z)
+        a, b, x = (t.index_select(0, index) for t in (alpha, beta, z))
+        careful, log_z = careful_log_tail(a, b, x, width_at(index), lambda at: offsets(index[at]), upper)
+        return out.index_copy_(0, index, careful), log_mass.index_copy_(0, index, log_z)
     # mostly outside the bulk: the careful values everywhere (no large gathers, and no logs of the
     # zeros and NaNs that far tails give the bulk formulas, each ~10x a normal log), the bulk ones replaced
-    (bulk,) = torch.nonzero(smaller >= BULK, as_tuple=True)
-    out, log_mass = careful_log_tail(alpha, beta, z, width_at(torch.arange(len(z))), offsets, upper)
-    bulk_out, bulk_log_mass = _bulk_log_tail(*(t.index_select(0, bulk) for t in (below, above, smaller, mass2)), upper)
-    return out.index_copy_(0, bulk, bulk_out), log_mass.index_copy_(0, bulk, bulk_log_mass)
+    out, log_mass = careful_log_tail(alpha, beta, z, width_at(ALL), offsets, upper)
+    bulk_out, bulk_log_mass = _bulk_log_tail(*(t.index_select(0, index) for t in (below, above, smaller, mass2)), upper)
+    return out.index_copy_(0, index, bulk_out), log_mass.index_copy_(0, index, bulk_log_mass)
 
 
 def _bulk_log_tail(below, above, smaller, mass2, upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +132,7 @@ class LogTail(torch.autograd.Function):
 
         def part(rows: slice) -> torch.Tensor:
             def in_part(at):  # a function of whole-batch indices, on indices into the slice
-                return lambda index: at(index + rows.start)
+                return lambda index: at(within(index, rows))
 
             out, log_mass[rows] = log_tail_value(alpha[rows], beta[rows], z[rows], in_part(width_at), in_part(offsets), upper)
             return out

@@ -88,6 +88,28 @@ def test_bulk_and_careful_entries_in_one_long_batch_match_scipy_and_the_gradient
         np.testing.assert_allclose(plain.numpy(), graded.numpy(), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("tail_share", [0.0, 0.3, 0.7, 0.97])
+def test_an_entry_does_not_depend_on_the_rest_of_the_batch(tail_share):
+    """The same 64 laws and values (bulk and tail ones) give bit-identical log_prob, log_cdf and
+    log_sf alone and inside a batch of 200,000 (more than one slice) in which a share of far-tail
+    laws decides which branch the batch takes (mostly in the bulk, or mostly outside it)."""
+    rng = np.random.default_rng(5)
+    k, n = 64, 200_000
+    a = np.concatenate([rng.uniform(-3, 1, k // 2), rng.uniform(3, 30, k // 2)])
+    b = a + rng.choice([0.05, 1.0, INF], k)
+    z = a + np.minimum(b - a, 1.0) * rng.uniform(0.01, 0.99, k)
+    others = rng.uniform(size=n) < tail_share
+    a_all = np.where(others, rng.uniform(10, 38, n), rng.uniform(-3, 0, n))
+    b_all = a_all + rng.exponential(1.0, n)
+    z_all = a_all + (b_all - a_all) * rng.uniform(0.01, 0.99, n)
+    at = rng.choice(n, k, replace=False)
+    a_all[at], b_all[at], z_all[at] = a, b, z
+    for name in ("log_prob", "log_cdf", "log_sf"):
+        alone = getattr(TruncatedNormal(0.0, 1.0, t64(a), t64(b)), name)(t64(z))
+        batch = getattr(TruncatedNormal(0.0, 1.0, t64(a_all), t64(b_all)), name)(t64(z_all))
+        assert torch.equal(batch[torch.from_numpy(at)], alone), name
+
+
 @pytest.mark.parametrize("a, b", [(C_BULK - 1e-3, INF), (C_BULK + 1e-3, INF), (-0.0098, 0.0098), (-0.0099, 0.0099),
                                   (2.95, 3.05), (-1.0, INF)])
 def test_gradients_match_finite_differences_at_the_switch_points(a, b):
