@@ -61,8 +61,9 @@ class TruncatedNormal(NormalOnInterval):
     equation is solved in log space by :func:`mathkit.numerics.ndtri_exp`. Draws
     are exact in the far tails, reparameterised (gradients reach all four
     parameters), and clamped into :math:`[\ell, h]` against the last rounding.
-    Without gradients (``sample``, or ``rsample`` under ``torch.no_grad``), intervals
-    whose near end is 8 or more standard deviations out are drawn instead by Robert's
+    Without gradients (``sample``, or ``rsample`` under ``torch.no_grad``), in a batch
+    (slice) that holds an interval whose near end is 8 or more standard deviations out,
+    the intervals from 3 standard deviations out are drawn instead by Robert's
     (1995) exponential rejection sampler, exact and free of special functions. Every
     operation runs the same math with or without gradients; without them, long batches
     are processed in cache-sized slices with no full-size intermediates. Both paths first draw

@@ -14,7 +14,7 @@ from law_helpers import F64, INF, t64, tn
 
 from mathkit._standard_normal import BULK
 from mathkit.distributions import TruncatedNormal
-from mathkit.distributions._truncated_standard_draws import REJECTION_FROM, standard_draw_value
+from mathkit.distributions._truncated_standard_draws import REJECTION_NEEDED, standard_draw_value
 
 mpmath.mp.dps = 50
 
@@ -162,10 +162,11 @@ def mp_lower_quantile(p):
 
 
 def test_sample_without_gradients_equals_rsample_with_them_inside_the_rejection_bound():
-    """Both paths invert the cdf at the same uniforms (drawn first, one per element) for intervals
-    nearer than REJECTION_FROM, so the same seed gives the same draws, with or without gradients."""
-    a = np.array([-INF, 0.0, -4.0, 2.9, -3.1, 3.0, -INF, REJECTION_FROM - 0.5])
-    b = np.array([INF, INF, 4.0, 3.1, -2.9, 3.5, -5.0, REJECTION_FROM])
+    """Both paths invert the cdf at the same uniforms (drawn first, one per element) in a batch with
+    no interval REJECTION_NEEDED out (near tails included), so the same seed gives the same draws,
+    with or without gradients."""
+    a = np.array([-INF, 0.0, -4.0, 2.9, -3.1, 3.0, -INF, REJECTION_NEEDED - 0.5])
+    b = np.array([INF, INF, 4.0, 3.1, -2.9, 3.5, -5.0, REJECTION_NEEDED])
     loc, scale = np.linspace(-2, 2, len(a)), np.linspace(0.5, 3, len(a))
     params = [t64(v) for v in (loc, scale, loc + scale * a, loc + scale * b)]
     torch.manual_seed(21)
