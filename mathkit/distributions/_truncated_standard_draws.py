@@ -50,7 +50,7 @@ def standard_draws(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         z.index_copy_(0, by_inversion, standard_draw_value(*near))
     a, b = alpha.index_select(0, by_rejection), beta.index_select(0, by_rejection)
     # left tails are mirrored to the right of 0, drawn there, and mirrored back (b < 0)
-    draws = right_tail_by_rejection(torch.maximum(a, -b), torch.maximum(b, -a))
+    draws = right_tail_by_rejection(torch.maximum(a, -b), torch.maximum(b, -a), u.index_select(0, by_rejection))
     return z.index_copy_(0, by_rejection, draws.copysign_(b))
 
 
@@ -152,9 +152,10 @@ REJECTION_FROM = 3.0
 REJECTION_NEEDED = 8.0
 
 
-def right_tail_by_rejection(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+def right_tail_by_rejection(lo: torch.Tensor, hi: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
     r"""Draws of N(0,1) truncated to :math:`[lo, hi]`, :math:`0 < lo < hi \le \infty` (flat float64),
-    by Robert's (1995) exponential rejection sampler.
+    by Robert's (1995) exponential rejection sampler; ``u``: uniforms in [0, 1) for the first
+    round's proposals (the caller's unused ones; drawn here if None).
 
     Proposals are :math:`lo + \mathrm{Exp}(\lambda)` truncated to the interval (by inversion,
     :math:`z = lo - \log(1 - u(1 - e^{-\lambda(hi - lo)}))/\lambda`), with the rate
@@ -170,22 +171,24 @@ def right_tail_by_rejection(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     inside = torch.sub(lo, hi).mul_(rate).expm1_().neg_()  # 1 - e^{-rate (hi - lo)}: 1 for hi = inf
     peak = torch.minimum(rate, hi)
     params = (lo, rate, inside, peak, rate - peak)  # the last: 0 unless the interval ends before the rate
-    out, accept = _exponential_proposals(*params)
+    positions = torch.rand(len(lo), dtype=lo.dtype, device=lo.device) if u is None else u
+    out, accept = _exponential_proposals(*params, positions, torch.rand(len(lo), dtype=lo.dtype, device=lo.device))
     (pending,) = torch.nonzero(~accept, as_tuple=True)
     while len(pending):
-        z, accept = _exponential_proposals(*(t.index_select(0, pending) for t in params))
+        fresh = torch.rand((2, len(pending)), dtype=lo.dtype, device=lo.device)
+        z, accept = _exponential_proposals(*(t.index_select(0, pending) for t in params), *fresh)
         out.index_copy_(0, pending[accept], z[accept])
         pending = pending[~accept]
     return torch.minimum(out, hi, out=out)  # against the last rounding (z >= lo holds exactly)
 
 
-def _exponential_proposals(lo, rate, inside, peak, excess) -> tuple[torch.Tensor, torch.Tensor]:
-    """One round of ``right_tail_by_rejection``: proposals and whether each is accepted."""
-    u = torch.rand((2, len(lo)), dtype=lo.dtype, device=lo.device)
-    z = torch.mul(u[0], inside).neg_().log1p_().div_(rate).neg_().add_(lo)
+def _exponential_proposals(lo, rate, inside, peak, excess, u_position, u_accept) -> tuple[torch.Tensor, torch.Tensor]:
+    """One round of ``right_tail_by_rejection``: proposals at the uniforms ``u_position`` and whether
+    each is accepted at the uniforms ``u_accept``."""
+    z = torch.mul(u_position, inside).neg_().log1p_().div_(rate).neg_().add_(lo)
     # accept if log u <= g(z) - g(peak) = d (excess - d/2), d = z - peak
     d = z - peak
-    return z, torch.log(u[1]) <= torch.mul(d, -0.5).add_(excess).mul_(d)
+    return z, torch.log(u_accept) <= torch.mul(d, -0.5).add_(excess).mul_(d)
 
 
 class StandardDraw(torch.autograd.Function):
