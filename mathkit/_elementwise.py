@@ -78,8 +78,6 @@ def take(t: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
 
 
 def within(index: torch.Tensor | slice, rows: slice) -> torch.Tensor | slice:
-    """``index`` into the part ``rows`` of a flat tensor, as an index into the whole tensor."""
-    if isinstance(index, slice):
-        start = rows.start + (index.start or 0)
-        return slice(start, rows.stop if index.stop is None else rows.start + index.stop)
-    return index + rows.start
+    """``index`` (flat indices, or ``ALL``) into the part ``rows`` of a flat tensor, as an index
+    into the whole tensor."""
+    return rows if isinstance(index, slice) else index + rows.start
