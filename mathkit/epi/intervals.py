@@ -42,9 +42,10 @@ __all__ = [
 # secant steps per end of a profile interval, and Levenberg-Marquardt iterations per profile point
 _PROFILE_STEPS = 12
 _PROFILE_ITERATIONS = 50
-# the profile search stays within this factor of the estimate in every parameter: further out
-# the rates make the ODE stiff (each solve costs seconds), and the interval is open anyway
-PROFILE_REACH = 20.0
+# the profile search stays within this factor of the estimate in every parameter (and within
+# the box): along the beta-gamma ridge of a short series, R0 at k times its estimate needs gamma
+# near 1/k of its own, and a factor 20 cut some intervals short (benchmarks/RESULTS.md)
+PROFILE_REACH = 1000.0
 
 
 def inverse_information(information: np.ndarray, unidentified: Sequence[bool]) -> np.ndarray:
@@ -119,7 +120,13 @@ def profile_interval(
     :math:`|\theta_i - \hat\theta_i| \le \log` ``reach`` for the re-fitted parameters and
     :math:`|\psi - \hat\psi| \le \log` ``reach``. Where :math:`r` stays inside :math:`\pm q` up
     to the edge of that range, the likelihood does not bound :math:`\psi` on that side and the
-    end is :math:`\mp\infty`; NaN where a profile point cannot be computed.
+    end is :math:`\mp\infty`. A :math:`\psi` where the likelihood cannot be computed
+    (``evaluate`` raises ``RuntimeError`` from both starts, the linear prediction and the
+    previous point's solution: for the SIR likelihood, an ODE solve over its step budget,
+    :class:`~mathkit.epi.solver.SolveBudgetError`, at rates far beyond the data's) counts as
+    the edge of the range: beyond the points computed, so the end is open (:math:`\mp\infty`)
+    if :math:`r` is still inside :math:`\pm q` there. NaN where the search fails otherwise (a
+    singular system, or no end within its steps).
 
     ``evaluate`` returns :class:`~mathkit.epi.optimise.Derivatives` of the negative
     log-likelihood; ``information`` is the observed information at the optimum ``theta``.
@@ -147,14 +154,22 @@ def profile_interval(
         min(np.where(c > 0, upper, lower) @ c, centre + near),
     )
 
-    def signed_root(psi: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+    def signed_root(psi: float, starts: tuple[np.ndarray, np.ndarray]) -> tuple[float, np.ndarray]:
+        """r(psi) and the re-fitted others, from the first start where the likelihood is computable."""
+
         def on_plane(u: np.ndarray) -> Derivatives:
             d = evaluate(psi * a + embed @ u)
             return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
 
-        profile = levenberg_marquardt(
-            on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
-        )
+        for k, start in enumerate(starts):
+            try:
+                profile = levenberg_marquardt(
+                    on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
+                )
+                break
+            except RuntimeError:
+                if k == len(starts) - 1:
+                    raise
         root = float(np.sign(psi - centre) * np.sqrt(max(2 * (profile.value - best), 0.0)))
         return root, profile.x
 
@@ -168,8 +183,11 @@ def profile_interval(
         for _ in range(_PROFILE_STEPS):
             psi = float(np.clip(psi, min(centre, edge), max(centre, edge)))
             try:
-                root, u = signed_root(psi, u + (psi - last) * slope)
-            except (RuntimeError, np.linalg.LinAlgError):
+                root, u = signed_root(psi, (u + (psi - last) * slope, u))
+            except RuntimeError:  # not computable at psi: the edge of the range, beyond the last point
+                end = side * np.inf if outside is None else np.nan
+                break
+            except np.linalg.LinAlgError:
                 break
             last = psi
             if abs(root - side * quantile) < tol:
