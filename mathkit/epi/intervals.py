@@ -118,9 +118,10 @@ def profile_interval(
     :math:`j` (with :math:`c_j \ne 0`) are re-fitted within their box ``[lower, upper]`` by
     Levenberg-Marquardt, and :math:`\theta_j = (\psi - \sum_{i \ne j} c_i\theta_i)/c_j`. The
     starts are the linear predictions of the Wald (quadratic) approximation from the last point
-    inside :math:`\pm q` and from the last point computed, then those points' own solutions;
-    the first run that lands inside :math:`\pm q` is taken, else the lowest minimum of all (a
-    run stuck in a poor local minimum makes :math:`r` too large, a false end).
+    inside :math:`\pm q` and from the last point computed, the nearer first (those points' own
+    solutions where neither can be computed); the first run that lands inside :math:`\pm q` is
+    taken, else the lower minimum (a run stuck in a poor local minimum makes :math:`r` too
+    large, a false end).
     :math:`\psi` stays within a factor ``reach`` of its estimate,
     :math:`|\psi - \hat\psi| \le \log` ``reach``, and within what the box allows; the re-fitted
     parameters are bounded by the box alone (a tighter bound on them would make :math:`r`
@@ -159,26 +160,32 @@ def profile_interval(
         min(np.where(c > 0, upper, lower) @ c, centre + near),
     )
 
-    def signed_root(psi: float, starts: list[np.ndarray]) -> tuple[float, np.ndarray]:
+    def signed_root(
+        psi: float, starts: list[np.ndarray], fallbacks: list[np.ndarray]
+    ) -> tuple[float, np.ndarray]:
         """r(psi) and the re-fitted others: the lowest minimum from ``starts``, in turn until one
         lands inside +-q (a point inside needs no second opinion; one outside does, since a run
-        stuck in a poor local minimum makes r too large and would end the interval early)."""
+        stuck in a poor local minimum makes r too large and would end the interval early); from
+        ``fallbacks`` only where the likelihood cannot be computed from any of ``starts``."""
 
         def on_plane(u: np.ndarray) -> Derivatives:
             d = evaluate(psi * a + embed @ u)
             return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
 
         value, x = np.inf, None
-        for start in starts:
-            try:
-                profile = levenberg_marquardt(
-                    on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
-                )
-            except RuntimeError:
-                continue
-            if profile.value < value:
-                value, x = profile.value, profile.x
-            if 2 * (value - best) < quantile**2:
+        for group in (starts, fallbacks):
+            for start in group:
+                try:
+                    profile = levenberg_marquardt(
+                        on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
+                    )
+                except RuntimeError:
+                    continue
+                if profile.value < value:
+                    value, x = profile.value, profile.x
+                if 2 * (value - best) < quantile**2:
+                    break
+            if x is not None:
                 break
         if x is None:
             raise RuntimeError(f"the likelihood cannot be computed at psi = {psi:.6g} from any start")
@@ -195,13 +202,12 @@ def profile_interval(
         kept = 0  # steps since the outer point of the bracket last moved
         for _ in range(_PROFILE_STEPS):
             psi = float(np.clip(psi, min(centre, edge), max(centre, edge)))
-            # starts: linear predictions from the last point inside and from the last point, then
-            # those points' own solutions (where a prediction cannot be computed)
-            starts = [u_inside + (psi - inside[0]) * slope, u_inside]
-            if last != inside[0]:
-                starts[1:1] = [u + (psi - last) * slope]
+            # starts: linear predictions from the nearer of the last point inside and the last
+            # point, then from the other; those points' own solutions if neither can be computed
+            known = [(inside[0], u_inside), (last, u)] if last != inside[0] else [(last, u)]
+            known.sort(key=lambda point: abs(psi - point[0]))
             try:
-                root, u = signed_root(psi, starts)
+                root, u = signed_root(psi, [v + (psi - p) * slope for p, v in known], [v for _, v in known])
             except RuntimeError:  # not computable at psi: the edge of the range, beyond the last point
                 end = side * np.inf if outside is None else np.nan
                 break
