@@ -170,7 +170,10 @@ def profile_interval(
 
         def on_plane(u: np.ndarray) -> Derivatives:
             d = evaluate(psi * a + embed @ u)
-            return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
+            # an information with inf entries (a solve that underflowed) gives NaN here, which the
+            # optimiser refuses as not computable: no warning for the user
+            with np.errstate(invalid="ignore", over="ignore"):
+                return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
 
         value, x = np.inf, None
         for group in (starts, fallbacks):
