@@ -26,9 +26,10 @@ __all__ = ["SIRFit", "fit_sir"]
 _EXPLORE_STARTS = 3
 _INTERVALS = ("wald", "profile")
 _MAX_STARTS = 5
-# steps per ODE solve in the profile search: the solves at the 224 estimates of the coverage study
-# take at most ~430 steps; a solve far over that is at rates the data rule out, and is stopped
-# (SolveBudgetError) rather than run for seconds
+# steps per ODE solve in the profile search: every solve of the fits of ten outbreaks of the
+# coverage study (its slowest profiles included) took at most ~500 steps, and even R0 = 10^4 over
+# 40 days takes ~170 (log coordinates); a solve over the budget is stopped (SolveBudgetError) and
+# its point treated as not computable, rather than run for seconds
 _PROFILE_MAX_STEPS = 5_000
 
 
@@ -234,9 +235,10 @@ def fit_sir(
     stays fixed, and the Wald interval, from the curvature at the top, is far too narrow. On
     simulated outbreaks (``python -m benchmarks.sir_coverage``, benchmarks/RESULTS.md) the Wald
     intervals covered the truth 89-90% of the time (79-80% for negative-binomial incidence
-    series); the profile intervals with the :math:`t` quantile 92.0 / 93.8 / 91.5% for
-    :math:`\beta` / :math:`\gamma` / :math:`R_0` (86-91% for negative-binomial incidence series,
-    where the search's reach, a factor 20, cuts a few of the longest ridges short).
+    series); the profile intervals with the :math:`t` quantile 93.3 / 94.2 / 93.3% for
+    :math:`\beta` / :math:`\gamma` / :math:`R_0` (91-95% for negative-binomial incidence series;
+    one of their misses there is a profile with two separate basins, of which the search
+    reports the one around the estimate).
 
     A parameter that runs to the edge of the search box is not identified by the data: a
     ``RuntimeWarning`` says so and its interval (and :math:`R_0`'s if it is a rate) is NaN.
