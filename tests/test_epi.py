@@ -596,3 +596,108 @@ def test_objective_gradient_for_incidence_negbin_and_fitted_i0_matches_scipy():
     h = 1e-5
     reference = [(scipy_nll(theta + h * e) - scipy_nll(theta - h * e)) / (2 * h) for e in np.eye(4)]
     np.testing.assert_allclose(derivatives.gradient, reference, rtol=1e-4)
+
+
+def test_a_solve_over_its_step_budget_raises_the_budget_error_and_one_within_it_matches_scipy():
+    from mathkit.epi.solver import SolveBudgetError, solve_log_sir
+
+    # a fast outbreak (R0 = 10^4, over within a fraction of the first day) needs far more steps
+    # than a slow one; within its budget the solve matches scipy's implicit Radau solver
+    t = torch.arange(1.0, 41.0, dtype=torch.float64)
+    fast = [torch.tensor(v, dtype=torch.float64) for v in (1e4, 1.0, 300.0, 1.0, 0.0)]
+    with pytest.raises(SolveBudgetError, match="more than max_steps = 60 steps") as caught:
+        solve_log_sir(*fast, t, 1e-7, max_steps=60)
+    assert isinstance(caught.value, RuntimeError)  # callers that catch RuntimeError still do
+    state = solve_log_sir(*fast, t, 1e-7, max_steps=2_000)
+
+    def rhs(time, y):
+        s, i = y
+        return [-1e4 * s * i / 300.0, 1e4 * s * i / 300.0 - i]
+
+    reference = solve_ivp(rhs, (0.0, 40.0), [299.0, 1.0], method="Radau", t_eval=t.numpy(), rtol=1e-10,
+                          atol=1e-30)
+    np.testing.assert_allclose(state[:, 0].exp().numpy(), reference.y[1], rtol=1e-5)
+    # the slow outbreak of the same length is well within that small budget
+    slow = [torch.tensor(v, dtype=torch.float64) for v in (0.5, 0.25, 300.0, 1.0, 0.0)]
+    solve_log_sir(*slow, t, 1e-7, max_steps=60)
+
+
+@pytest.mark.parametrize("bad", ["beta", "i0"])
+def test_a_solve_with_non_finite_rates_or_state_stops_at_once_not_at_the_budget(bad):
+    from mathkit.epi.solver import SolveBudgetError, solve_log_sir
+
+    values = {"beta": 0.5, "gamma": 0.25, "population": 300.0, "i0": 1.0, "r0": 0.0, bad: np.nan}
+    args = [torch.tensor(values[k], dtype=torch.float64) for k in ("beta", "gamma", "population", "i0", "r0")]
+    with pytest.raises(RuntimeError, match="not finite") as caught:
+        solve_log_sir(*args, torch.arange(1.0, 41.0, dtype=torch.float64), 1e-7, max_steps=10**9)
+    assert not isinstance(caught.value, SolveBudgetError)
+
+
+def test_levenberg_marquardt_refuses_points_where_the_derivatives_are_not_finite():
+    from mathkit.epi.optimise import Derivatives, levenberg_marquardt, minimise_from_starts
+
+    # (x - 3)^2 / 2 with an information ten times too small (long first steps); beyond x = 4 the
+    # objective "cannot be computed": a low value with NaN derivatives, which must not be taken
+    def evaluate(x):
+        if x[0] > 4.0:
+            return Derivatives(-1.0, np.array([np.nan]), np.array([[np.inf]]), 0.0)
+        return Derivatives(float((x[0] - 3.0) ** 2 / 2), x - 3.0, np.array([[0.1]]), 0.0)
+
+    bounds = np.array([-10.0]), np.array([10.0])
+    result = levenberg_marquardt(evaluate, np.array([0.0]), *bounds, tol=1e-10)
+    assert result.converged and result.x[0] == pytest.approx(3.0, abs=1e-9)
+    with pytest.raises(RuntimeError, match="not finite at the start"):
+        levenberg_marquardt(evaluate, np.array([5.0]), *bounds)
+    # a start where it cannot be computed counts as a run that stopped there
+    runs = minimise_from_starts(evaluate, [np.array([5.0]), np.array([0.0])], *bounds, n_explore=2, tol=1e-10)
+    assert runs.best_start == 1 and runs.n_converged == 1 and runs.best.x[0] == pytest.approx(3.0, abs=1e-9)
+
+
+# a short incidence series with negative-binomial counts (an outbreak of the coverage study, seed
+# 2026, index 47: N = 300, i0 = 1, beta 1.34, gamma 0.346, size 10.1): its likelihood has a long
+# ridge, and the profile of beta reaches its lower end only with gamma re-fitted far below its estimate
+_RIDGE_COUNTS = np.array([2, 4, 14, 35, 25, 57, 20, 34, 11, 18, 3, 3, 2, 0])
+
+
+def _negbin_incidence_nll(beta, gamma, size, t, y, population=300.0, i0=1.0):
+    """Negative log-likelihood of negative-binomial incidence counts by scipy alone."""
+    s, _, _ = _reference_sir(beta, gamma, population, i0, np.concatenate([[0.0], t]))
+    mean = np.maximum(-np.diff(s), 1e-300)
+    return -stats.nbinom.logpmf(y, size, size / (size + mean)).sum()
+
+
+@pytest.mark.slow
+# the scipy grid visits rates where the expected counts underflow (-log L = inf): Brent's steps warn
+@pytest.mark.filterwarnings("ignore:invalid value encountered in scalar subtract:RuntimeWarning")
+def test_profile_interval_that_needs_a_wide_reach_matches_a_brute_force_profile():
+    t = np.arange(1.0, 15.0)
+    y = _RIDGE_COUNTS
+    fit = fit_sir(t, y, 300.0, "incidence", "negbin", i0=1.0)
+    q = stats.t.ppf(0.975, len(y) - 3)
+    best = _negbin_incidence_nll(fit.beta, fit.gamma, fit.dispersion, t, y)
+
+    def profile(log_beta):  # min over gamma and the size: a grid over log gamma, then Brent's method
+        def over_size(log_gamma):
+            s, _, _ = _reference_sir(np.exp(log_beta), np.exp(log_gamma), 300.0, 1.0, np.concatenate([[0.0], t]))
+            mean = np.maximum(-np.diff(s), 1e-300)
+            inner = optimize.minimize_scalar(
+                lambda rho: -stats.nbinom.logpmf(y, np.exp(rho), np.exp(rho) / (np.exp(rho) + mean)).sum(),
+                bounds=(np.log(1e-3), np.log(1e8)), method="bounded", options={"xatol": 1e-8})
+            return inner.fun
+
+        grid = np.linspace(np.log(1e-4), np.log(20.0), 41)
+        values = [over_size(g) for g in grid]
+        k = int(np.clip(np.argmin(values), 1, len(grid) - 2))
+        inner = optimize.minimize_scalar(over_size, bounds=(grid[k - 1], grid[k + 1]), method="bounded",
+                                         options={"xatol": 1e-8})
+        return inner.fun, np.exp(inner.x)
+
+    low = np.log(fit.ci["beta"][0])
+    below, above = profile(low - 0.03), profile(low + 0.03)
+    # the deviance crosses q^2 within 0.03 of our end (on the log scale), and scipy's root agrees
+    assert 2 * (below[0] - best) > q**2 > 2 * (above[0] - best)
+    root = optimize.brentq(lambda b: 2 * (profile(b)[0] - best) - q**2, low - 0.03, low + 0.03, xtol=1e-6)
+    assert fit.ci["beta"][0] == pytest.approx(np.exp(root), rel=5e-3)
+    # and the re-fitted gamma there is far beyond a factor 20 from its estimate: a search capped
+    # at 20 (as before) stopped short of this end
+    assert fit.gamma / profile(root)[1] > 20

@@ -2,6 +2,7 @@ r"""Maximum-likelihood fit of the SIR model to counts: :func:`fit_sir` and its r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 import warnings
 
@@ -25,6 +26,11 @@ __all__ = ["SIRFit", "fit_sir"]
 _EXPLORE_STARTS = 3
 _INTERVALS = ("wald", "profile")
 _MAX_STARTS = 5
+# steps per ODE solve in the profile search: every solve of the fits of ten outbreaks of the
+# coverage study (its slowest profiles included) took at most ~500 steps, and even R0 = 10^4 over
+# 40 days takes ~170 (log coordinates); a solve over the budget is stopped (SolveBudgetError) and
+# its point treated as not computable, rather than run for seconds
+_PROFILE_MAX_STEPS = 5_000
 
 
 @dataclass(frozen=True)
@@ -216,7 +222,9 @@ def fit_sir(
        :math:`\{\psi : 2(\ell(\hat\theta) - \max_{c^\top\theta = \psi}\ell(\theta)) \le q^2\}`
        for :math:`\psi = \log\beta`, :math:`\log\gamma` or :math:`\log R_0 = \theta_1 -
        \theta_2`, the other parameters re-fitted within the search box; an end is 0 or inf
-       where the likelihood does not fall that far within a factor 20 of the estimate. ``interval="wald"`` gives
+       where the likelihood does not fall that far within a factor 1,000 of the estimate (or
+       within the box), or where it cannot be computed further out (an ODE solve over its step
+       budget, at rates far beyond the data's). ``interval="wald"`` gives
        Wald intervals on the log scale from the observed information,
        :math:`\exp(\hat\theta_j \pm q\,\mathrm{se}_j)` (exact delta method for
        :math:`\log R_0`), about four times faster. :math:`I_0` and :math:`\phi` always get
@@ -227,9 +235,10 @@ def fit_sir(
     stays fixed, and the Wald interval, from the curvature at the top, is far too narrow. On
     simulated outbreaks (``python -m benchmarks.sir_coverage``, benchmarks/RESULTS.md) the Wald
     intervals covered the truth 89-90% of the time (79-80% for negative-binomial incidence
-    series); the profile intervals with the :math:`t` quantile 92.0 / 93.8 / 91.5% for
-    :math:`\beta` / :math:`\gamma` / :math:`R_0` (86-91% for negative-binomial incidence series,
-    where the search's reach, a factor 20, cuts a few of the longest ridges short).
+    series); the profile intervals with the :math:`t` quantile 93.3 / 94.2 / 93.3% for
+    :math:`\beta` / :math:`\gamma` / :math:`R_0` (91-95% for negative-binomial incidence series;
+    one of their misses there is a profile with two separate basins, of which the search
+    reports the one around the estimate).
 
     A parameter that runs to the edge of the search box is not identified by the data: a
     ``RuntimeWarning`` says so and its interval (and :math:`R_0`'s if it is a rate) is NaN.
@@ -274,7 +283,8 @@ def fit_sir(
     quantile = interval_quantile(level, len(counts) - len(theta) if objective.negbin else None)
     ci = wald_intervals(theta, cov, names, quantile)
     if interval == "profile":
-        ci = profile_intervals(objective.derivatives, theta, information, quantile, ci, lower, upper)
+        budgeted = dataclasses.replace(objective, max_steps=_PROFILE_MAX_STEPS)
+        ci = profile_intervals(budgeted.derivatives, theta, information, quantile, ci, lower, upper)
     estimate = dict(zip(names, np.exp(theta)))
     fitted_i0 = float(estimate.get("i0", i0))
     fitted = objective.log_means(torch.as_tensor(theta[: objective.n_curve])).exp().numpy()

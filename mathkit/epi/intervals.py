@@ -42,9 +42,10 @@ __all__ = [
 # secant steps per end of a profile interval, and Levenberg-Marquardt iterations per profile point
 _PROFILE_STEPS = 12
 _PROFILE_ITERATIONS = 50
-# the profile search stays within this factor of the estimate in every parameter: further out
-# the rates make the ODE stiff (each solve costs seconds), and the interval is open anyway
-PROFILE_REACH = 20.0
+# the profile search moves psi at most this factor from its estimate (and stays within the box):
+# along the beta-gamma ridge of a short series, R0 at k times its estimate needs gamma near 1/k
+# of its own, and a factor 20 cut some intervals short (benchmarks/RESULTS.md)
+PROFILE_REACH = 1000.0
 
 
 def inverse_information(information: np.ndarray, unidentified: Sequence[bool]) -> np.ndarray:
@@ -110,16 +111,28 @@ def profile_interval(
     r"""Profile-likelihood interval for :math:`\psi = c^\top\theta` (on the log scale).
 
     Each end solves :math:`r(\psi) = \pm q` (``quantile``) for the signed root
-    :math:`r(\psi)`, by secant steps from the Wald end (regula falsi once the end is bracketed),
-    to :math:`|r \mp q| <` ``tol``. At each :math:`\psi` the parameters other than a pivot
+    :math:`r(\psi)`, by secant steps from the Wald end (once the end is bracketed, regula falsi,
+    with a bisection whenever the outer point has stayed put for two steps), to
+    :math:`|r \mp q| <` ``tol``; if the steps run out with the end bracketed, the end is the
+    bracket's outer point. At each :math:`\psi` the parameters other than a pivot
     :math:`j` (with :math:`c_j \ne 0`) are re-fitted within their box ``[lower, upper]`` by
-    Levenberg-Marquardt, and :math:`\theta_j = (\psi - \sum_{i \ne j} c_i\theta_i)/c_j`; the
-    first start is the linear prediction of the Wald (quadratic) approximation, later ones the
-    previous point's solution. The search stays within a factor ``reach`` of the estimate:
-    :math:`|\theta_i - \hat\theta_i| \le \log` ``reach`` for the re-fitted parameters and
-    :math:`|\psi - \hat\psi| \le \log` ``reach``. Where :math:`r` stays inside :math:`\pm q` up
-    to the edge of that range, the likelihood does not bound :math:`\psi` on that side and the
-    end is :math:`\mp\infty`; NaN where a profile point cannot be computed.
+    Levenberg-Marquardt, and :math:`\theta_j = (\psi - \sum_{i \ne j} c_i\theta_i)/c_j`. The
+    starts are the linear predictions of the Wald (quadratic) approximation from the last point
+    inside :math:`\pm q` and from the last point computed, the nearer first (those points' own
+    solutions where neither can be computed); the first run that lands inside :math:`\pm q` is
+    taken, else the lower minimum (a run stuck in a poor local minimum makes :math:`r` too
+    large, a false end).
+    :math:`\psi` stays within a factor ``reach`` of its estimate,
+    :math:`|\psi - \hat\psi| \le \log` ``reach``, and within what the box allows; the re-fitted
+    parameters are bounded by the box alone (a tighter bound on them would make :math:`r`
+    rise where the likelihood does not, and give a false end). Where :math:`r` stays inside
+    :math:`\pm q` up to the edge of that range, the likelihood does not bound :math:`\psi` on that side and the
+    end is :math:`\mp\infty`. A :math:`\psi` where the likelihood cannot be computed
+    (``evaluate`` raises ``RuntimeError`` from every start: for the SIR likelihood, an ODE solve over its step budget,
+    :class:`~mathkit.epi.solver.SolveBudgetError`, at rates far beyond the data's) counts as
+    the edge of the range: beyond the points computed, so the end is open (:math:`\mp\infty`)
+    if :math:`r` is still inside :math:`\pm q` there. NaN where the search fails otherwise (a
+    singular system, or no end within its steps).
 
     ``evaluate`` returns :class:`~mathkit.epi.optimise.Derivatives` of the negative
     log-likelihood; ``information`` is the observed information at the optimum ``theta``.
@@ -140,23 +153,46 @@ def profile_interval(
     best = evaluate(theta).value
     se = float(np.sqrt(c @ np.linalg.solve(information, c)))
     near = np.log(reach)
-    box = (np.maximum(lower, theta - near)[others], np.minimum(upper, theta + near)[others])
+    box = (lower[others], upper[others])
     # the range of psi that the box allows, and the reach
     span = (
         max(np.where(c > 0, lower, upper) @ c, centre - near),
         min(np.where(c > 0, upper, lower) @ c, centre + near),
     )
 
-    def signed_root(psi: float, start: np.ndarray) -> tuple[float, np.ndarray]:
+    def signed_root(
+        psi: float, starts: list[np.ndarray], fallbacks: list[np.ndarray]
+    ) -> tuple[float, np.ndarray]:
+        """r(psi) and the re-fitted others: the lowest minimum from ``starts``, in turn until one
+        lands inside +-q (a point inside needs no second opinion; one outside does, since a run
+        stuck in a poor local minimum makes r too large and would end the interval early); from
+        ``fallbacks`` only where the likelihood cannot be computed from any of ``starts``."""
+
         def on_plane(u: np.ndarray) -> Derivatives:
             d = evaluate(psi * a + embed @ u)
-            return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
+            # an information with inf entries (a solve that underflowed) gives NaN here, which the
+            # optimiser refuses as not computable: no warning for the user
+            with np.errstate(invalid="ignore", over="ignore"):
+                return Derivatives(d.value, embed.T @ d.gradient, embed.T @ d.information @ embed, d.resolution)
 
-        profile = levenberg_marquardt(
-            on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
-        )
-        root = float(np.sign(psi - centre) * np.sqrt(max(2 * (profile.value - best), 0.0)))
-        return root, profile.x
+        value, x = np.inf, None
+        for group in (starts, fallbacks):
+            for start in group:
+                try:
+                    profile = levenberg_marquardt(
+                        on_plane, np.clip(start, *box), *box, tol=tol, max_iterations=_PROFILE_ITERATIONS
+                    )
+                except RuntimeError:
+                    continue
+                if profile.value < value:
+                    value, x = profile.value, profile.x
+                if 2 * (value - best) < quantile**2:
+                    break
+            if x is not None:
+                break
+        if x is None:
+            raise RuntimeError(f"the likelihood cannot be computed at psi = {psi:.6g} from any start")
+        return float(np.sign(psi - centre) * np.sqrt(max(2 * (value - best), 0.0))), x
 
     ends = []
     for side in (-1.0, 1.0):
@@ -164,39 +200,53 @@ def profile_interval(
         # the two last points with |r| < q (the centre first), and the first one with |r| > q
         inside, previous, outside = (centre, 0.0), None, None
         last, u = centre, theta[others].copy()
+        u_inside = u  # the others at the last point inside
         psi, end = centre + side * quantile * se, np.nan
+        kept = 0  # steps since the outer point of the bracket last moved
         for _ in range(_PROFILE_STEPS):
             psi = float(np.clip(psi, min(centre, edge), max(centre, edge)))
+            # starts: linear predictions from the nearer of the last point inside and the last
+            # point, then from the other; those points' own solutions if neither can be computed
+            known = [(inside[0], u_inside), (last, u)] if last != inside[0] else [(last, u)]
+            known.sort(key=lambda point: abs(psi - point[0]))
             try:
-                root, u = signed_root(psi, u + (psi - last) * slope)
-            except (RuntimeError, np.linalg.LinAlgError):
+                root, u = signed_root(psi, [v + (psi - p) * slope for p, v in known], [v for _, v in known])
+            except RuntimeError:  # not computable at psi: the edge of the range, beyond the last point
+                end = side * np.inf if outside is None else np.nan
+                break
+            except np.linalg.LinAlgError:
                 break
             last = psi
             if abs(root - side * quantile) < tol:
                 end = psi
                 break
             if side * root >= quantile:
-                outside = (psi, root)
+                outside, kept = (psi, root), 0
             elif psi == edge:  # the likelihood does not fall far enough within the box
                 end = side * np.inf
                 break
             else:
-                inside, previous = (psi, root), inside
-            psi = _next_point(inside, previous, outside, side * quantile, centre)
+                inside, previous, u_inside = (psi, root), inside, u
+                kept += outside is not None
+            psi = _next_point(inside, previous, outside, side * quantile, centre, bisect=kept >= 2)
+        else:
+            if outside is not None:  # bracketed, not yet to tol: the outer end of the bracket
+                end = outside[0]
         ends.append(end)
     return float(ends[0]), float(ends[1])
 
 
-def _next_point(inside, previous, outside, target: float, centre: float) -> float:
+def _next_point(inside, previous, outside, target: float, centre: float, bisect: bool = False) -> float:
     """The next psi of the root search for r(psi) = target, from the points found so far.
 
-    Bracketed (a point beyond the target): regula falsi. Not yet: the secant through the last
+    Bracketed (a point beyond the target): regula falsi, or the midpoint if ``bisect`` (regula
+    falsi creeps when r is far from linear between the two, e.g. flat, then steep). Not yet: the secant through the last
     two points inside, moving at least 1.5 and at most 4 times as far from the centre (a
     profile that flattens along a ridge needs long steps).
     """
     if outside is not None:
         (p0, r0), (p1, r1) = inside, outside
-        return p0 + (target - r0) * (p1 - p0) / (r1 - r0)
+        return (p0 + p1) / 2 if bisect else p0 + (target - r0) * (p1 - p0) / (r1 - r0)
     (p1, r1), (p0, r0) = inside, previous if previous is not None else (centre, 0.0)
     distance = p1 - centre
     secant = p1 + (target - r1) * (p1 - p0) / (r1 - r0) if r1 != r0 else np.inf

@@ -49,10 +49,15 @@ def log_expected_counts(
     t: torch.Tensor,
     observed: str,
     rtol: float = FIT_RTOL,
+    max_steps: int | None = None,
 ) -> torch.Tensor:
-    """Log of the expected count at each time: log I(t), or log of S's drop since the last time."""
+    """Log of the expected count at each time: log I(t), or log of S's drop since the last time.
+
+    ``max_steps`` bounds the solver's steps (``None``: the solver's default); beyond it the solve
+    raises :class:`~mathkit.epi.solver.SolveBudgetError`.
+    """
     times = t if observed == "prevalence" else torch.cat((t.new_zeros(1), t))
-    state = solve_log_sir(beta, gamma, population, i0, torch.zeros_like(i0), times, rtol)
+    state = solve_log_sir(beta, gamma, population, i0, torch.zeros_like(i0), times, rtol, max_steps)
     if observed == "prevalence":
         return state[..., 0]
     log_s = state[..., 1]
@@ -97,6 +102,8 @@ class SIRObjective:
     r"""Negative log-likelihood of counts under the SIR model, in log-parameters.
 
     ``theta = (log beta, log gamma, [log i0 if i0 is None], [log dispersion if negbin])``.
+    ``max_steps`` bounds each ODE solve (``None``: the solver's default); a solve over it raises
+    :class:`~mathkit.epi.solver.SolveBudgetError`.
     """
 
     times: torch.Tensor
@@ -105,6 +112,7 @@ class SIRObjective:
     observed: str
     negbin: bool
     i0: float | None
+    max_steps: int | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -122,7 +130,8 @@ class SIRObjective:
         log_i0 = curve[..., 2] if self.i0 is None else torch.full_like(curve[..., 0], np.log(self.i0))
         population = torch.tensor(self.population, dtype=torch.float64)
         return log_expected_counts(
-            curve[..., 0].exp(), curve[..., 1].exp(), population, log_i0.exp(), self.times, self.observed
+            curve[..., 0].exp(), curve[..., 1].exp(), population, log_i0.exp(), self.times, self.observed,
+            max_steps=self.max_steps,
         )
 
     def negative_log_likelihood(self, theta: np.ndarray) -> float:

@@ -102,6 +102,13 @@ def _marquardt_step(gradient: np.ndarray, information: np.ndarray, damping: floa
     return -np.linalg.solve(scaled + shift * np.eye(len(scale)), gradient / scale) / scale
 
 
+def _computable(here: Derivatives) -> bool:
+    """Whether the objective, its gradient and its information are all finite (a step can follow)."""
+    return bool(
+        np.isfinite(here.value) and np.isfinite(here.gradient).all() and np.isfinite(here.information).all()
+    )
+
+
 def levenberg_marquardt(
     evaluate: Callable[[np.ndarray], "Derivatives"],
     x0: np.ndarray,
@@ -114,10 +121,13 @@ def levenberg_marquardt(
     """Minimise within the box [lower, upper] from ``x0``; converged when the decrement < ``tol``.
 
     ``evaluate(x)`` returns :class:`Derivatives`; it may raise ``RuntimeError`` or return a
-    non-finite value where the objective cannot be computed (the step is then refused).
+    non-finite value, gradient or information where the objective cannot be computed (a step
+    there is refused). Raises ``RuntimeError`` if that is so at ``x0``.
     """
     x = np.clip(np.asarray(x0, dtype=float), lower, upper)
     here = evaluate(x)
+    if not _computable(here):
+        raise RuntimeError(f"the objective, its gradient or its information is not finite at the start {x}")
     damping, growth = 1.0, 2.0
     for iteration in range(1, max_iterations + 1):
         free = free_parameters(x, here.gradient, lower, upper)
@@ -140,7 +150,7 @@ def levenberg_marquardt(
                 there = evaluate(trial)
             except RuntimeError:
                 there = None
-            actual = there.value if there is not None else np.inf
+            actual = there.value if there is not None and _computable(there) else np.inf
             actual = here.value - actual if np.isfinite(actual) else -np.inf
             if actual > 1e-4 * predicted - here.resolution:
                 ratio = min(max(actual / max(predicted, 1e-300), 0.0), 1.0)
@@ -173,16 +183,19 @@ def minimise_from_starts(
     earliest start that reached it, to within 1e-3).
 
     Several starts guard against local minima (a likelihood can have more than one); the
-    later ones are restarts for runs that stopped early. If none converged, the lowest
-    objective reached is returned with a :class:`ConvergenceWarning`.
+    later ones are restarts for runs that stopped early; a start where the objective cannot be
+    computed counts as a run that stopped there. If none converged, the lowest objective reached
+    is returned with a :class:`ConvergenceWarning`.
     """
     results = []
     for k, start in enumerate(starts):
         if k >= n_explore and any(r.converged for r in results):
             break
-        results.append(
-            levenberg_marquardt(evaluate, start, lower, upper, tol=tol, max_iterations=max_iterations)
-        )
+        try:
+            result = levenberg_marquardt(evaluate, start, lower, upper, tol=tol, max_iterations=max_iterations)
+        except RuntimeError as error:  # the objective cannot be computed at this start
+            result = OptimisationResult(np.asarray(start, float), np.inf, np.inf, False, 0, str(error))
+        results.append(result)
     n_converged = sum(r.converged for r in results)
     # a converged run beats any that stopped early; among those, the lowest objective, and of
     # minima equal to within 1e-3 (the same optimum, up to the objective's noise) the earliest

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["SIRTrajectory", "simulate_sir", "check_times", "solve_log_sir"]
+__all__ = ["SIRTrajectory", "SolveBudgetError", "simulate_sir", "check_times", "solve_log_sir"]
 
 # Dormand & Prince (1980) 5(4) tableau: stage weights, the 5th-order solution
 # (which equals the last stage's input, "first same as last"), and the
@@ -43,6 +43,17 @@ _MAX_STEPS = 100_000
 Rate = float | np.ndarray | torch.Tensor
 RateFunction = Callable[[torch.Tensor], torch.Tensor | float]
 Times = np.ndarray | torch.Tensor | list[float]
+
+
+class SolveBudgetError(RuntimeError):
+    """A solve needed more Runge-Kutta steps than its budget (``max_steps``) allows.
+
+    The step count grows with the rates times the time span: at extreme rates (an outbreak that
+    takes off and burns out within a fraction of a reporting interval) the solution changes
+    on time scales far below the span's, and an explicit solver crawls. A caller that explores
+    such rates (the profile-likelihood search) sets a budget and treats this error as "the
+    likelihood is not computable here", instead of waiting for the solve.
+    """
 
 
 class SIRTrajectory(NamedTuple):
@@ -100,6 +111,7 @@ def solve_log_sir(
     r0: torch.Tensor,
     t: torch.Tensor,
     rtol: float,
+    max_steps: int | None = None,
 ) -> torch.Tensor:
     """Solve the SIR equations in the state (log I, log S, R); shape ``batch + (len(t), 3)``.
 
@@ -108,8 +120,14 @@ def solve_log_sir(
     is the relative error of I and S: the step control keeps it below ``rtol``.
     The step sequence is shared by the whole batch, so members that differ by a small
     parameter change are discretised alike (their differences are smooth in the parameters).
+
+    Raises :class:`SolveBudgetError` after ``max_steps`` steps (accepted and rejected; ``None``:
+    100,000), and a ``RuntimeError`` when the step size is not finite (rates or state that are
+    not; callers validate them, this stops a NaN from running to the budget) or falls below
+    1e-12 of the time reached.
     """
     dtype = t.dtype
+    max_steps = _MAX_STEPS if max_steps is None else max_steps
     # d(log I, log S, R)/dt = (I, S) @ [[0, -b, g], [b, 0, 0]] + (-g, 0, 0), b = beta/N, g = gamma:
     # one matrix product per stage, because tiny torch ops cost their overhead, not their flops.
     infection = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]], dtype=dtype)
@@ -152,7 +170,18 @@ def solve_log_sir(
                 now, state, slope = now + trial, candidate, stages[6]
             step = trial * min(5.0, max(0.2, 0.9 * max(ratio, 1e-12) ** -0.2))
             steps += 1
-            if steps > _MAX_STEPS or step < 1e-12 * max(1.0, float(now)):
+            if not np.isfinite(step):  # non-finite rates or state: no step size will do
+                raise RuntimeError(
+                    f"the SIR solve got a non-finite step size at t = {float(now):.6g}: "
+                    "the rates or the initial state are not finite"
+                )
+            if steps > max_steps:
+                raise SolveBudgetError(
+                    f"the SIR solve took more than max_steps = {max_steps} steps and reached only "
+                    f"t = {float(now):.6g} of {float(t[-1]):.6g}: the rates are too large for the "
+                    "time span (rescale time), or rtol is too small"
+                )
+            if step < 1e-12 * max(1.0, float(now)):
                 raise RuntimeError(
                     f"simulate_sir could not step past t = {float(now):.6g} ({steps} steps, step "
                     f"{step:.3g}): the rates are too large for the time span (rescale time) "
