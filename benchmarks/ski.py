@@ -96,7 +96,7 @@ def run_gpytorch(n: int, dims: int, grid_size: int = 64, steps: int = 30) -> dic
     return {"library": "gpytorch", "n": n, "dims": dims, "seconds": seconds, "fit_seconds": fit,
             "rmse": float(np.sqrt(np.mean((mean - ft) ** 2))),
             "lengthscale": float(model.covar_module.base_kernel.base_kernel.lengthscale),
-            "noise_sd": float(likelihood.noise.sqrt()), "grid": [grid_size] * dims}
+            "noise_sd": float(likelihood.noise.sqrt()), "grid": [grid_size] * dims, "mean_sd": float(np.mean(sd))}
 
 
 def _child(name, n, dims, queue):

@@ -14,7 +14,6 @@ import torch
 
 from mathkit._elementwise import ALL, chain, chunked, within
 from mathkit._standard_normal import (
-    BULK,
     MASS_FLOOR,
     density_over_mass,
     double_mass,

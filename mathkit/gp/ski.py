@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from mathkit.gp.backend import LOG_2PI, ProbeSolves, block_rows, stochastic_trace_gradient
