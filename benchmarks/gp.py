@@ -118,8 +118,8 @@ def run_gpytorch(n: int, steps: int = 50) -> dict:
         mean = likelihood(model(torch.tensor(xt, dtype=torch.float32))).mean.numpy()
     seconds = time.perf_counter() - start
     return {"library": "GPyTorch", "method": "ExactGP (CG)", "n": n, "seconds": seconds, "rmse": rmse(mean, ft),
-            "lml": float(-loss) * n, "lengthscale": float(model.covar_module.base_kernel.lengthscale),
-            "noise": float(likelihood.noise)}
+            "lml": float(-loss.detach()) * n, "lengthscale": float(model.covar_module.base_kernel.lengthscale.detach()),
+            "noise": float(likelihood.noise.detach())}
 
 
 def main() -> None:
