@@ -213,7 +213,9 @@ class Matern(Kernel):
         super().__init__(lengthscale=lengthscale, variance=variance)
 
     def _correlation(self, r, params):
-        s = math.sqrt(2.0 * self.nu) * r / params["lengthscale"]
+        # past s = 800 the correlation is below float64's smallest number: clamped there, it is 0
+        # (at an infinite distance poly * exp(-s) would be inf * 0 = NaN)
+        s = (math.sqrt(2.0 * self.nu) * r / params["lengthscale"]).clamp(max=800.0)
         if self.nu == 0.5:
             poly = 1.0
         elif self.nu == 1.5:

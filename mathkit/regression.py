@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -269,6 +270,11 @@ class _Layout:
         return theta
 
 
+def _is_real(value: object) -> bool:
+    """A real number (Python or numpy scalar), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _log_likelihood(dist: Distribution, y: torch.Tensor, right, left) -> torch.Tensor:
     """Per-point censored log-likelihood; an exact point outside the support gives -inf."""
     log_lik = -censored_nll(dist, y, right, left, reduction="none")
@@ -374,11 +380,13 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         return self.family
 
     def _check_params(self) -> None:
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
+        # numbers.Real admits numpy scalars (a GridSearchCV over np.arange); bool is not a number here
+        if not (_is_real(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0):
             raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+        if not (isinstance(self.max_iter, numbers.Integral) and not isinstance(self.max_iter, bool)
+                and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
+        if not (_is_real(self.tol) and self.tol > 0):
             raise ValueError(f"tol must be a positive number, got {self.tol!r}")
 
     def fit(self, X, y, right_censored=None, left_censored=None) -> LikelihoodRegressor:
@@ -399,6 +407,9 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         _check_finite_y(y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, ensure_all_finite=False)
         _check_finite("X", X)
+        if len(y) < 2:
+            # one point has no spread to estimate: every scale parameter would run to 0
+            raise ValueError(f"LikelihoodRegressor needs at least 2 samples, got {len(y)} sample")
         right = _as_mask("right_censored", right_censored, len(y))
         left = _as_mask("left_censored", left_censored, len(y))
         self._center = X.mean(axis=0)
@@ -430,6 +441,9 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
                                  "where its density is infinite (the log-likelihood is not finite at the start)")
             result = scipy.optimize.minimize(fun, theta0.numpy(), jac=True, method="L-BFGS-B",
                                              options={"maxiter": self.max_iter, "gtol": self.tol, "ftol": 1e-14})
+        if not (np.isfinite(result.x).all() and math.isfinite(result.fun)):
+            raise ValueError("the log-likelihood has no finite maximum for these data (the optimiser reached "
+                             "non-finite parameters): too few points, or too many censored, for the family")
         if result.status == 1:
             warnings.warn(f"LikelihoodRegressor did not converge in max_iter={self.max_iter} iterations",
                           ConvergenceWarning, stacklevel=2)
@@ -482,7 +496,9 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         dist = self.predict_distribution(X)
         if quantile is None:
             return dist.mean.numpy()
-        if not (isinstance(quantile, (int, float)) and 0 < quantile < 1):
+        if isinstance(quantile, (np.ndarray, torch.Tensor)) and quantile.ndim == 0:
+            quantile = quantile.item()  # a 0-d array or tensor is a number
+        if not (_is_real(quantile) and 0 < quantile < 1):
             raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
         q = torch.full(dist.batch_shape, float(quantile), dtype=_F64)
         with torch.no_grad():
@@ -508,6 +524,9 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         _check_finite_y(y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, reset=False, ensure_all_finite=False)
         _check_finite("X", X)
+        if len(y) < 2:
+            # one point has no spread to estimate: every scale parameter would run to 0
+            raise ValueError(f"LikelihoodRegressor needs at least 2 samples, got {len(y)} sample")
         right = _as_mask("right_censored", right_censored, len(y))
         left = _as_mask("left_censored", left_censored, len(y))
         with torch.no_grad(), _no_validation():

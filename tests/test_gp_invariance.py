@@ -245,3 +245,36 @@ def test_ski_offset_costs_no_precision():
     mean2, sd2 = seconds.predict(3600 * XS + 1.7e9, return_std=True)
     _close(mean2, mean, np.std(y), 1e-8)
     _close(sd2, sd, sd.max(), 1e-8)
+
+
+@pytest.mark.parametrize("method", ["cholesky", "cg", "ski"])
+@pytest.mark.parametrize("a, c", [(1e160, 1.0), (1e-300, 1.0), (1.0, 1e150), (1.0, 1e-150), (1e-300, 1e-150)])
+def test_magnitudes_near_float64s_limits_transform_with_the_data(method, a, c):
+    # spreads are measured without squaring first: |X| or |y| beyond ~1e154 (or below ~1e-154) used
+    # to overflow (underflow) there, giving NaN predictions or a constant one
+    X, y = _data(30, seed=4)
+    gp = GPRegressor(method=method, random_state=0)
+    mean, sd = gp.fit(X, y).predict(XS, return_std=True)
+    mean_u, sd_u = gp.fit(a * X, c * y).predict(a * XS, return_std=True)
+    np.testing.assert_allclose(mean_u / c, mean, rtol=1e-6, atol=1e-6 * np.abs(mean).max())
+    np.testing.assert_allclose(sd_u / c, sd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("c", [1e160, 1e-160])
+def test_y_whose_variance_float64_cannot_hold_is_refused(c):
+    X, y = _data(30, seed=4)
+    with pytest.raises(ValueError, match="y's spread .* rescale y"):
+        GPRegressor().fit(X, c * y)
+
+
+@pytest.mark.parametrize("method", ["cholesky", "cg", "ski"])
+@pytest.mark.parametrize("nu", [0.5, 1.5, 2.5])
+def test_matern_far_from_the_data_is_the_prior(method, nu):
+    # at an infinite scaled distance (1 + s) e^{-s} was inf * 0 = NaN; it is 0
+    X, y = _data(30, seed=5)
+    gp = GPRegressor(Matern(nu), method=method, random_state=0).fit(X, y)
+    mean, sd = gp.predict(np.array([[1e150], [1e300]]), return_std=True)
+    prior_sd = math.sqrt(gp.kernel_.variance)
+    np.testing.assert_allclose(sd, prior_sd, rtol=1e-6)
+    np.testing.assert_allclose(mean, mean[0], rtol=1e-12)  # the same prior mean at both points
+    assert abs(mean[0] - y.mean()) < 1e-6 * y.std()

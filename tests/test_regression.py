@@ -200,6 +200,27 @@ def test_check_estimator_passes():
     assert sum(r["status"] == "passed" for r in results) > 40
 
 
+def test_numpy_and_torch_scalars_are_numbers():
+    # a grid search over np.arange hands the estimator numpy integers; a quantile may be a 0-d tensor
+    X, y = linear_data(1, n=60)
+    plain = LikelihoodRegressor(alpha=1.0).fit(X, y)
+    numpy_alpha = LikelihoodRegressor(alpha=np.int64(1), tol=np.float32(1e-6)).fit(X, y)
+    np.testing.assert_allclose(numpy_alpha.predict(X), plain.predict(X), rtol=1e-6)
+    median = plain.predict(X, quantile=0.5)
+    for q in (np.float32(0.5), np.float64(0.5), np.array(0.5), torch.tensor(0.5)):
+        np.testing.assert_allclose(plain.predict(X, quantile=q), median)
+    grid = GridSearchCV(LikelihoodRegressor(), {"alpha": np.arange(3)}, cv=3, error_score="raise").fit(X, y)
+    assert grid.best_params_["alpha"] in (0, 1, 2)
+    for bad in ({"alpha": True}, {"max_iter": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            LikelihoodRegressor(**bad).fit(X, y)
+
+
+def test_too_few_points_raise_instead_of_fitting_nan():
+    with pytest.raises(ValueError, match="at least 2 samples, got 1 sample"):
+        LikelihoodRegressor().fit(np.array([[1.0, 2.0]]), np.array([3.0]))
+
+
 def test_integer_inputs_are_promoted():
     X, y = linear_data(2, n=50)
     as_float = LikelihoodRegressor().fit(np.round(X), np.round(y)).predict(np.round(X))

@@ -73,7 +73,8 @@ def stochastic_trace_gradient(theta: torch.Tensor, split, solved: ProbeSolves,
     left = torch.cat([alpha, solved.probe_solves], 1) * coef
     right = torch.cat([alpha, solved.weighted_probes], 1)
     for piece in bilinear(kt, noise, left, right):
-        piece.backward()
+        if piece.requires_grad:  # a fixed noise's piece is a constant: no gradient to add
+            piece.backward()
     return th.grad if th.grad is not None else torch.zeros_like(th)
 
 
@@ -101,10 +102,27 @@ class Backend:
     #: the objective without gradient is much cheaper than with it (``value`` is worth calling)
     cheap_value = False
 
+    #: attributes that hold functions built at the conditioned hyperparameters (closures, which
+    #: pickle cannot store): left out of the pickled state and rebuilt by ``_rebuild_operators``
+    operator_attributes: tuple[str, ...] = ()
+
     def __init__(self, kernel: Kernel, X: torch.Tensor, y: torch.Tensor, noise: float | None,
                  **settings: Any) -> None:
         self.kernel, self.X, self.y, self.noise = kernel, X, y, noise
         self.settings = settings
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self.operator_attributes}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.operator_attributes and "theta" in state:  # conditioned: predict needs them
+            with torch.no_grad():
+                self._rebuild_operators(*self._split(self.theta))
+
+    def _rebuild_operators(self, kt: torch.Tensor, noise: torch.Tensor) -> None:
+        """Set ``operator_attributes`` at the kernel parameters ``kt`` and the noise (after unpickling)."""
+        raise NotImplementedError
 
     def _split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.kernel.n_params

@@ -15,6 +15,7 @@ class CGBackend(Backend):
     deterministic = False
     can_profile = False
     cache_entries = 1.5e8
+    operator_attributes = ("_matmul", "_precond", "_last")
 
     def _blocks(self, A: torch.Tensor, B: torch.Tensor):
         """Row blocks of ``A`` for products of ``k(A, B)`` (:func:`block_rows`)."""
@@ -76,6 +77,9 @@ class CGBackend(Backend):
                 solved = self._solve_all(*self._split(theta))
         self.alpha, self._matmul, self._precond = solved.alpha, solved.matmul, solved.precondition
         self.theta, self.lml = theta, -solved.nll
+
+    def _rebuild_operators(self, kt, noise):
+        self._matmul, self._precond = self._operator(kt, noise), self._preconditioner(kt, noise)[1]
 
     def predict(self, Xs: torch.Tensor, return_std: bool):
         kt, _ = self._split(self.theta)

@@ -139,6 +139,7 @@ class SKIGridBackend(SKIBase):
 
     deterministic = False
     can_profile = False
+    operator_attributes = ("_grid_kernel", "_matmul")
 
     def _ops(self, kt, noise):
         first = self._first_row(kt).reshape(self.grid.shape)
@@ -182,6 +183,9 @@ class SKIGridBackend(SKIBase):
             self._grid_kernel, self._matmul = self._ops(kt, noise)
             self.weighted_alpha = self.grid.apply_transpose(self.idx, self.w, self.alpha[:, None])[:, 0]
         self.theta, self.lml = theta, -nll
+
+    def _rebuild_operators(self, kt, noise):
+        self._grid_kernel, self._matmul = self._ops(kt, noise)
 
     def predict(self, Xs, return_std):
         kt, _ = self._split(self.theta)

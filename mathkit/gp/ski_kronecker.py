@@ -55,6 +55,7 @@ class SKIKroneckerBackend(SKIBase):
     # their curvature did not leave that basin (test RMSE 0.11, measured)
     cheap_full_evaluation = True
     warm_start_subsets = 1
+    operator_attributes = ("_ops",)
 
     def __init__(self, kernel, X, y, noise, **settings):
         super().__init__(kernel, X, y, noise, **settings)
@@ -202,6 +203,9 @@ class SKIKroneckerBackend(SKIBase):
             self._ops, self._noise = ops, noise
             self._band = None  # the posterior covariance near the diagonal, on first use
         self.theta, self.lml = theta, -self._nll(s, False)
+
+    def _rebuild_operators(self, kt, noise):
+        self._ops = self._operators(kt, noise)
 
     def _correction_reach(self) -> list[int]:
         """Per axis, how many nodes away the correction ``Sigma - Sigma_P`` (see

@@ -9,6 +9,15 @@ import torch
 from mathkit.kernels import Kernel
 
 
+def _root_mean_square(v: torch.Tensor) -> float:
+    r""":math:`\sqrt{\operatorname{mean}(v^2)}` over all entries, scaled by :math:`\max|v|` first so that
+    it neither overflows (entries above ~1e154) nor underflows (below ~1e-154)."""
+    largest = float(v.abs().max()) if v.numel() else 0.0
+    if largest == 0.0 or not math.isfinite(largest):
+        return largest
+    return largest * float((v / largest).square().mean().sqrt())
+
+
 class Units:
     r"""The affine map from the user's units to the standardised ones every fit works in.
 
@@ -26,13 +35,17 @@ class Units:
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, kernel: Kernel, center_y: bool) -> None:
         self.x_shift = X.mean(0) if kernel.stationary else torch.zeros(X.shape[1], dtype=X.dtype)
-        spread = float((X - self.x_shift).square().mean(0).mean().sqrt())
+        spread = _root_mean_square(X - self.x_shift)
         self.x_scale = spread if kernel.rescalable and spread > 0 else 1.0
         constant = bool((y == y[0]).all())
         # exactly the constant when y is constant, so that its residuals are exactly 0
         self.y_shift = (float(y[0]) if constant else float(y.mean())) if center_y else 0.0
-        spread = float((y - self.y_shift).square().mean().sqrt())
+        spread = _root_mean_square(y - self.y_shift)
         self.y_scale = spread if spread > 0 else abs(self.y_shift) or 1.0
+        if not -700.0 < 2 * math.log(self.y_scale) < 709.0:
+            # the variances (kernel's and noise) are in y's units squared
+            raise ValueError(f"y's spread ({self.y_scale:.3g}) squared is outside float64's range, so the model's "
+                             "variances cannot be represented: rescale y (e.g. to its standard deviation)")
 
     def x(self, X: torch.Tensor) -> torch.Tensor:
         return (X - self.x_shift) / self.x_scale

@@ -1,6 +1,8 @@
 """GPRegressor as a scikit-learn estimator: check_estimator, clone, Pipeline, cross-validation,
 grid search, parameter validation in fit and the optimisation report."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +109,32 @@ def test_output_type_follows_predict_input():
     tensor_mean = gp.predict(torch.tensor(data.X))
     assert isinstance(tensor_mean, torch.Tensor)
     np.testing.assert_allclose(tensor_mean.numpy(), mean, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["cholesky", "cg", "ski"])
+def test_a_fixed_noise_is_fitted_around(method):
+    # with the noise fixed its term of the stochastic gradient is a constant (CG used to call
+    # backward on it and fail); the fit must match the exact one at the same noise
+    data = simulate_smooth_regression(150, rng=6)
+    exact = GPRegressor(noise=0.01, method="cholesky").fit(data.X, data.y)
+    gp = GPRegressor(noise=0.01, method=method, random_state=0).fit(data.X, data.y)
+    assert gp.noise_ == 0.01
+    np.testing.assert_allclose(gp.kernel_.lengthscale, exact.kernel_.lengthscale, rtol=0.15)
+    np.testing.assert_allclose(gp.predict(data.X), exact.predict(data.X), atol=0.02)
+
+
+@pytest.mark.parametrize("method, n, dims, settings, backend", [
+    ("cholesky", 60, 1, {}, "ExactBackend"),
+    ("cg", 60, 1, {}, "CGBackend"),
+    ("ski", 60, 1, {}, "SKIDenseBackend"),
+    ("ski", 300, 1, {"grid_size": 5000}, "SKIGridBackend"),        # closures over the Toeplitz column
+    ("ski", 2100, 2, {"grid_size": 45}, "SKIKroneckerBackend"),    # closures over the axis factors
+])
+def test_fitted_models_pickle_to_the_same_predictions(method, n, dims, settings, backend):
+    data = simulate_smooth_regression(n, dims=dims, rng=7)
+    gp = GPRegressor(method=method, random_state=0, **settings).fit(data.X, data.y)
+    twin = pickle.loads(pickle.dumps(gp))
+    assert type(gp.backend_).__name__ == backend and type(twin.backend_) is type(gp.backend_)
+    X_new = data.X[:9] + 0.013
+    for got, want in zip(twin.predict(X_new, return_std=True), gp.predict(X_new, return_std=True)):
+        np.testing.assert_array_equal(got, want)
