@@ -204,7 +204,13 @@ def test_boarding_school_estimates_land_in_the_published_range():
         ({"y": [1, 2]}, "same length"),
         ({"population": 2}, "at least the largest count"),
         ({"population": 5, "observed": "incidence"}, "total of the counts"),
-        ({"t": [0.0, 1.0, 2.0]}, "strictly increasing times > 0"),
+        ({"t": [0.0, 1.0, 2.0]}, r"strictly increasing times after t0 = 0"),
+        ({"t": [5.0, 6.0, 7.0], "t0": 5.0}, r"strictly increasing times after t0 = 5"),
+        ({"t0": float("nan")}, "t0 must be a finite number"),
+        ({"y": [0, 0, 0]}, "no positive count"),
+        ({"y": [True, False, True]}, "non-negative integer counts, got bool"),
+        ({"population": "100"}, "population must be a positive number"),
+        ({"population": [100, 200]}, "population must be a positive number"),
         ({"t": [1.0, 1.0, 2.0]}, "strictly increasing"),
         ({"observed": "deaths"}, "observed must be one of"),
         ({"likelihood": "gaussian"}, "likelihood must be one of"),
@@ -217,6 +223,35 @@ def test_fit_sir_rejects_bad_input(change, message):
     args = {"t": [1.0, 2.0, 3.0], "y": [1, 2, 3], "population": 100} | change
     with pytest.raises(ValueError, match=message):
         fit_sir(**args)
+
+
+def test_a_shifted_clock_with_its_t0_changes_nothing():
+    # times on a clock that starts long before the outbreak (days of the year): with t0 moved with
+    # them the fit is the same; without it, i0 hits its floor and the warning says to give t0
+    t = np.arange(1.0, 50.0)
+    y = np.round(simulate_sir(0.7, 0.25, 20_000, 3.0, t).I)
+    base = fit_sir(t, y, 20_000, interval="wald")
+    shifted = fit_sir(t + 60.0, y, 20_000, interval="wald", t0=60.0)
+    for name in ("beta", "gamma", "r0", "i0"):
+        assert getattr(shifted, name) == pytest.approx(getattr(base, name), rel=1e-9)
+        assert shifted.ci[name] == pytest.approx(base.ci[name], rel=1e-9)
+    assert shifted.t[0] == 61.0 and shifted.t0 == 60.0
+    np.testing.assert_allclose(shifted.forecast(t + 60.0), base.forecast(t), rtol=1e-9)
+    np.testing.assert_allclose(shifted.trajectory([60.0, 75.5]).I, base.trajectory([0.0, 15.5]).I, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"times >= 60"):
+        shifted.forecast([59.0, 61.0])
+    with pytest.warns(RuntimeWarning, match=r"i0 ran to its floor.*pass t0"):
+        fit_sir(t + 60.0, y, 20_000, interval="wald")
+
+
+def test_times_may_be_a_reversed_numpy_view():
+    # torch refuses numpy's negative strides; the times are copied first
+    t = np.arange(20.0, 0.0, -1.0)[::-1]
+    y = np.round(simulate_sir(0.6, 0.2, 1_000, 2.0, np.arange(1.0, 21.0)).I)
+    np.testing.assert_array_equal(simulate_sir(0.6, 0.2, 1_000, 2.0, t).I, simulate_sir(0.6, 0.2, 1_000, 2.0, t.copy()).I)
+    assert fit_sir(t, y, 1_000, interval="wald").beta == fit_sir(t.copy(), y, 1_000, interval="wald").beta
+    with pytest.raises(ValueError, match="non-decreasing"):
+        simulate_sir(0.6, 0.2, 1_000, 2.0, t[::-1])
 
 
 def test_unidentified_rate_is_flagged_not_given_an_interval():

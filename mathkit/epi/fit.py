@@ -41,7 +41,7 @@ class SIRFit:
         beta: the fitted transmission rate (per unit of ``t``).
         gamma: the fitted recovery rate (per unit of ``t``).
         r0: the basic reproduction number :math:`\beta/\gamma`.
-        i0: infectious at time 0 (fitted if ``"i0"`` is in ``ci``, else as given).
+        i0: infectious at time ``t0`` (fitted if ``"i0"`` is in ``ci``, else as given).
         dispersion: negative-binomial size :math:`\phi` (variance
             :math:`\mu + \mu^2/\phi`); ``None`` for Poisson.
         ci: 95% (or ``level``) profile (or Wald) intervals, ``name -> (low, high)``, for
@@ -63,6 +63,7 @@ class SIRFit:
             stopped early).
         best_start: which of them gave the estimate (0: the best point of the grid; another
             when the likelihood has a higher maximum elsewhere).
+        t0: the time of the initial state (``I0`` infectious, no one recovered).
     """
 
     beta: float
@@ -84,18 +85,24 @@ class SIRFit:
     n_iterations: int
     n_starts: int
     best_start: int
+    t0: float = 0.0
+
+    def _since_start(self, t: Times) -> torch.Tensor:
+        """``t - t0`` as checked times (non-decreasing, none before ``t0``)."""
+        times = check_times(t, torch.float64, start=self.t0)
+        return times - self.t0
 
     def trajectory(self, t: Times) -> SIRTrajectory:
         """S, I, R of the fitted model at times ``t`` (numpy arrays)."""
-        return simulate_sir(self.beta, self.gamma, self.population, self.i0, np.asarray(t, float))
+        return simulate_sir(self.beta, self.gamma, self.population, self.i0, self._since_start(t).numpy())
 
     def forecast(self, t: Times) -> np.ndarray:
         """Expected counts at times ``t``, observed as in the fit.
 
         For ``"incidence"``, entry k is the expected number of new infections in
-        ``(t[k-1], t[k]]``, with ``t[-1] = 0`` for the first entry (as in :func:`fit_sir`).
+        ``(t[k-1], t[k]]``, with ``t[-1] = t0`` for the first entry (as in :func:`fit_sir`).
         """
-        times = check_times(t, torch.float64)
+        times = self._since_start(t)
         beta, gamma, population, i0 = (
             torch.tensor(v, dtype=torch.float64)
             for v in (self.beta, self.gamma, self.population, self.i0)
@@ -103,22 +110,30 @@ class SIRFit:
         return log_expected_counts(beta, gamma, population, i0, times, self.observed).exp().numpy()
 
 
-def _check_counts(t: Times, y: np.ndarray, population: float, observed: str, likelihood: str):
+def _check_counts(t: Times, y: np.ndarray, population: float, observed: str, likelihood: str, t0: float):
+    """The observation times (as given, and since ``t0``) and the counts as tensors, or a ValueError."""
     if observed not in OBSERVED:
         raise ValueError(f"observed must be one of {OBSERVED}, got {observed!r}")
     if likelihood not in LIKELIHOODS:
         raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-    times = check_times(t, torch.float64)
-    y = np.asarray(y, dtype=float)
+    if not (_is_number(t0) and np.isfinite(t0)):
+        raise ValueError(f"t0 must be a finite number, got {t0!r}")
+    times = check_times(t, torch.float64, start=t0)
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuf":
+        raise ValueError(f"y must hold non-negative integer counts, got {y.dtype} values")
+    y = y.astype(float)
     if y.shape != tuple(times.shape):
         raise ValueError(
             f"y and t must have the same length, got {y.shape} and {tuple(times.shape)}"
         )
-    if (times[0] <= 0) or (times.diff() <= 0).any():
-        raise ValueError("t must be strictly increasing times > 0 (the initial state is at time 0)")
+    if (times[0] <= t0) or (times.diff() <= 0).any():
+        raise ValueError(f"t must be strictly increasing times after t0 = {t0:g} (the time of the initial state)")
     if not np.isfinite(y).all() or (y < 0).any() or (y != np.round(y)).any():
         raise ValueError("y must hold non-negative integer counts")
-    if not np.isfinite(population) or population <= 0:
+    if not (y > 0).any():
+        raise ValueError("y has no positive count: there is no outbreak to fit")
+    if not (_is_number(population) and np.isfinite(population) and population > 0):
         raise ValueError(f"population must be a positive number, got {population!r}")
     total = y.max() if observed == "prevalence" else y.sum()
     if total > population:
@@ -127,7 +142,12 @@ def _check_counts(t: Times, y: np.ndarray, population: float, observed: str, lik
             + ("largest count" if observed == "prevalence" else "total of the counts")
             + f" ({total:g})"
         )
-    return times, torch.as_tensor(y)
+    return times, times - t0, torch.as_tensor(y)
+
+
+def _is_number(value: object) -> bool:
+    """A real number: a Python or numpy scalar (or 0-d array), not a bool or a string."""
+    return np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
 
 
 def _search_bounds(objective: SIRObjective) -> tuple[np.ndarray, np.ndarray]:
@@ -192,16 +212,21 @@ def fit_sir(
     *,
     level: float = 0.95,
     interval: str = "profile",
+    t0: float = 0.0,
 ) -> SIRFit:
     r"""Fit the SIR model to counts by maximum likelihood, with profile-likelihood intervals.
 
-    The counts ``y[k]`` at times ``t[k] > 0`` are either the number infectious,
+    The counts ``y[k]`` at times ``t[k] > t0`` are either the number infectious,
     :math:`\mu_k = I(t_k)` (``observed="prevalence"``), or the new infections since
-    the previous time, :math:`\mu_k = S(t_{k-1}) - S(t_k)` with :math:`t_0 = 0`
+    the previous time, :math:`\mu_k = S(t_{k-1}) - S(t_k)` with :math:`t_{-1} = t_0`
     (``"incidence"``). They are Poisson with mean :math:`\mu_k`, or negative
     binomial with mean :math:`\mu_k` and variance :math:`\mu_k + \mu_k^2/\phi`.
-    The initial state at time 0 is :math:`I_0` infectious, no one recovered; ``i0``
-    fixes :math:`I_0`, ``None`` fits it.
+    The initial state at time ``t0`` (default 0) is :math:`I_0` infectious, no one recovered;
+    ``i0`` fixes :math:`I_0`, ``None`` fits it. Give ``t0`` when the times are on a clock that
+    starts long before the outbreak (dates, days of the year): the fitted :math:`I_0` is
+    searched down to :math:`10^{-9}` of the population at ``t0``, and an outbreak that starts
+    later than that allows is reported (a ``RuntimeWarning`` naming ``t0``) rather than fitted
+    with distorted rates. Shifting ``t`` and ``t0`` together changes nothing.
 
     Three steps, each in its own module of :mod:`mathkit.epi`:
 
@@ -244,14 +269,14 @@ def fit_sir(
     ``RuntimeWarning`` says so and its interval (and :math:`R_0`'s if it is a rate) is NaN.
 
     Raises:
-        ValueError: for negative or non-integer counts, ``t`` and ``y`` of
-            different lengths, times not increasing and positive, a population
+        ValueError: for negative, non-integer or all-zero counts, ``t`` and ``y`` of
+            different lengths, times not increasing or not after ``t0``, a population
             smaller than the counts, or an unknown ``observed``/``likelihood``/``interval``.
 
     Warns:
         ConvergenceWarning: when no run met the convergence test (``converged`` is False).
     """
-    times, counts = _check_counts(t, y, population, observed, likelihood)
+    given_times, times, counts = _check_counts(t, y, population, observed, likelihood, t0)
     if i0 is not None and not 0 < i0 < population:
         raise ValueError(f"i0 must be in (0, population), got {i0!r}")
     if not 0 < level < 1:
@@ -271,12 +296,7 @@ def fit_sir(
     stuck = (theta <= lower + 1e-6) | (theta >= upper - 1e-6)
     if stuck.any():
         # a Wald interval around a boundary optimum says nothing: flag, do not report one
-        warnings.warn(
-            f"{', '.join(n for n, s in zip(names, stuck) if s)} ran to the edge of the search "
-            "range: not identified by these data (its interval, and R0's if it is a rate, are NaN)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        warnings.warn(_edge_message(names, stuck, theta <= lower + 1e-6, float(t0)), RuntimeWarning, stacklevel=2)
     information = objective.derivatives(theta, observed_information=True).information
     cov = inverse_information(information, stuck)
     # a fitted dispersion is a scale estimated from the same n counts: Student's t on n - p
@@ -297,7 +317,7 @@ def fit_sir(
         ci=ci,
         log_likelihood=-solution.value,
         fitted=fitted,
-        t=times.numpy(),
+        t=given_times.numpy(),
         y=counts.numpy(),
         population=float(population),
         observed=observed,
@@ -308,4 +328,22 @@ def fit_sir(
         n_iterations=solution.n_iterations,
         n_starts=runs.n_starts,
         best_start=runs.best_start,
+        t0=float(t0),
     )
+
+
+def _edge_message(names: tuple[str, ...], stuck: np.ndarray, at_lower: np.ndarray, t0: float) -> str:
+    """The warning for parameters that ran to the edge of the search box."""
+    floor_i0 = "i0" in names and bool(at_lower[names.index("i0")])
+    others = [n for n, s in zip(names, stuck) if s and not (n == "i0" and floor_i0)]
+    parts = []
+    if others:
+        parts.append(f"{', '.join(others)} ran to the edge of the search range: not identified by these data "
+                     "(its interval, and R0's if it is a rate, are NaN)")
+    if floor_i0:
+        # fewer than the floor infectious at t0: the data start long after it, and the rates
+        # bend to make up for the missing growth
+        parts.append(f"i0 ran to its floor, 1e-9 of the population at t0 = {t0:g}, and the rates fitted with it "
+                     "may be off (its interval is NaN): if the outbreak began long after t0, pass t0 = a time "
+                     "shortly before the first counts")
+    return "; ".join(parts)

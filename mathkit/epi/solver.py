@@ -65,20 +65,27 @@ class SIRTrajectory(NamedTuple):
 
 
 def _as_tensor(name: str, value: Rate, dtype: torch.dtype) -> torch.Tensor:
-    tensor = value if isinstance(value, torch.Tensor) else torch.tensor(np.asarray(value))
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    else:
+        array = np.array(value)  # a copy: torch refuses numpy's negative strides (a reversed view)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got {value!r}")
+        tensor = torch.from_numpy(array)
     tensor = tensor.to(dtype)
     if not torch.isfinite(tensor.detach()).all():
         raise ValueError(f"{name} must be finite, got {value!r}")
     return tensor
 
 
-def check_times(t: Times, dtype: torch.dtype) -> torch.Tensor:
-    """``t`` as a detached 1-D tensor of non-decreasing times >= 0, or a ValueError."""
+def check_times(t: Times, dtype: torch.dtype, start: float = 0.0) -> torch.Tensor:
+    """``t`` as a detached 1-D tensor of non-decreasing times >= ``start`` (the time of the
+    initial state), or a ValueError."""
     t = _as_tensor("t", t, dtype).detach()
     if t.ndim != 1 or t.numel() == 0:
         raise ValueError(f"t must be a non-empty 1-D array of times, got shape {tuple(t.shape)}")
-    if (t < 0).any() or (t.diff() < 0).any():
-        raise ValueError("t must be non-decreasing times >= 0 (the initial state is at time 0)")
+    if (t < start).any() or (t.diff() < 0).any():
+        raise ValueError(f"t must be non-decreasing times >= {start:g} (the initial state is at time {start:g})")
     return t
 
 
