@@ -81,20 +81,26 @@ class BoundedLaw(Distribution):
 
     def log_cdf(self, value: torch.Tensor) -> torch.Tensor:
         r""":math:`\log F(x)`; ``-inf`` below the support, ``0`` at and above ``high``."""
-        self._check_not_nan(value)
+        self._check_not_nan(value, "log_cdf")
         return self._out(self._log_tail(value, upper=False))
 
     def log_sf(self, value: torch.Tensor) -> torch.Tensor:
         r""":math:`\log(1 - F(x))`, the log survival function: ``0`` below the support, ``-inf`` at and above ``high``."""
-        self._check_not_nan(value)
+        self._check_not_nan(value, "log_sf")
         return self._out(self._log_tail(value, upper=True))
 
     def cdf(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`F(x)` for any real ``x`` (0 below the support, 1 above it)."""
+        self._check_tensor(value, "cdf")
         return torch.exp(self.log_cdf(value))
 
-    def _check_not_nan(self, value: torch.Tensor) -> None:
+    def _check_tensor(self, value: torch.Tensor, method: str) -> None:
+        if self._validate_args and not isinstance(value, torch.Tensor):
+            raise ValueError(f"The value argument to {method} must be a Tensor")  # (torch's wording, as log_prob)
+
+    def _check_not_nan(self, value: torch.Tensor, method: str) -> None:
         """Distribution functions accept any real value; with validation, NaN is an error (else it propagates)."""
+        self._check_tensor(value, method)
         if self._validate_args and bool(torch.isnan(value).any()):
             raise ValueError(
                 f"Expected value argument ({describe(value)}) to be within the support (Real()) of the "
@@ -105,6 +111,7 @@ class BoundedLaw(Distribution):
         return x.to(self.low.dtype)
 
     def _check_probability(self, value: torch.Tensor) -> None:
+        self._check_tensor(value, "icdf")
         if self._validate_args and not bool(((value >= 0) & (value <= 1)).all()):
             raise ValueError(
                 f"Expected value argument ({describe(value)}) to be within the support "

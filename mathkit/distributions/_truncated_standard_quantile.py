@@ -41,8 +41,8 @@ def _quantile_from_probabilities(
     :math:`\Phi(z) = (1-q)\Phi(lo) + q\Phi(hi)` and
     :math:`\Phi(-z) = (1-q)\Phi(-lo) + q\Phi(-hi)` are sums of positive terms, with
     no subtraction even for narrow intervals; the smaller is inverted by ``ndtri``.
-    Returns :math:`z` and the ``deep`` entries, whose probabilities approach
-    underflow: they get a placeholder (with a finite gradient), to be replaced by
+    Returns :math:`z` and the ``deep`` entries, whose probabilities (the endpoints' or the
+    target's) approach underflow: they get a placeholder (with a finite gradient), to be replaced by
     the log-space solution. Selections are arithmetic, not ``torch.where``, for speed.
     """
     lo, hi = to_lower_side(alpha, beta)
@@ -58,8 +58,9 @@ def _quantile_from_probabilities(
     sf_hi = torch.addcmul(small_hi, 1.0 - positive_hi, gap)
     p_below = torch.addcmul(frac_above * cdf_lo, frac_below, cdf_hi)
     p_above = torch.addcmul(frac_above * (1.0 - cdf_lo), frac_below, sf_hi)
-    deep = cdf_hi < MASS_FLOOR
     p = torch.minimum(p_below, p_above)
+    # the target itself near underflow (a tiny q on a lower tail): q * Z loses digits, then all
+    deep = (cdf_hi < MASS_FLOOR) | (p < MASS_FLOOR)
     if bool(deep.any()):
         p = torch.where(deep, 0.25, p)
     # ndtri(p) <= 0 solves for the smaller probability: its sign says which it was

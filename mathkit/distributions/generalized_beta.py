@@ -17,6 +17,17 @@ from mathkit.distributions._standardization import f64
 __all__ = ["GeneralizedBeta"]
 
 
+def _xlogy(c: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r""":math:`c \log u` with finite gradients: at :math:`u = 0` the value of ``torch.xlogy`` (0 for
+    :math:`c = 0`, else :math:`\mp\infty`) as a constant. torch's own differentiates :math:`c/u = 0/0` in
+    ``u`` there, which sent NaN into the gradients of ``low`` and ``high`` at an endpoint of the support,
+    also where the density is finite (:math:`c = 0`) or where a ``torch.where`` (a censored point)
+    discards the term."""
+    at_zero = u == 0
+    inside = torch.xlogy(c, torch.where(at_zero, 1.0, u))
+    return torch.where(at_zero, torch.xlogy(c.detach(), torch.zeros_like(u)), inside)
+
+
 class GeneralizedBeta(BoundedLaw):
     r"""The four-parameter Beta law: :math:`Y = \ell + (h-\ell) B`, :math:`B \sim \mathrm{Beta}(a, b)`.
 
@@ -71,8 +82,11 @@ class GeneralizedBeta(BoundedLaw):
         if self._validate_args:
             self._validate_sample(value)
         unit = self._to_unit(value)
-        log_p = self._unit.log_prob(unit.clamp(0.0, 1.0)) - torch.log(self._width)
-        return outside_support(log_p, unit, 0.0, 1.0)  # (clamp keeps NaN, so NaN stays NaN)
+        u = unit.clamp(0.0, 1.0)  # (clamp keeps NaN, so NaN stays NaN)
+        a, b = self.concentration1, self.concentration0
+        log_p = (_xlogy(a - 1, u) + _xlogy(b - 1, 1 - u) + torch.lgamma(a + b) - torch.lgamma(a) - torch.lgamma(b)
+                 - torch.log(self._width))
+        return outside_support(log_p, unit, 0.0, 1.0)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         return self.low + self._width * self._unit.rsample(sample_shape)

@@ -52,6 +52,13 @@ def test_validation_errors_use_torch_wording():
         tn(0.0, 1.0, 0.0, 1.0).icdf(t64(1.5))
     # without validation, outside the support is simply impossible
     assert tn(0.0, 1.0, 0.0, 1.0, validate_args=False).log_prob(t64(1.5)).item() == -INF
+    # a Python number where a tensor is needed: torch's words for log_prob, for every method
+    for d, methods in ((tn(0.0, 1.0, 0.0, 1.0), ("log_prob", "log_cdf", "log_sf", "cdf", "icdf")),
+                       (CensoredNormal(t64(0.0), t64(1.0), t64(0.0), t64(1.0)), ("log_cdf", "log_sf", "cdf", "icdf")),
+                       (GeneralizedBeta(t64(2.0), t64(3.0)), ("log_cdf", "log_sf", "cdf"))):
+        for method in methods:
+            with pytest.raises(ValueError, match=f"The value argument to {method} must be a Tensor"):
+                getattr(d, method)(0.5)
 
 
 @pytest.mark.parametrize("law", [TruncatedNormal, CensoredNormal])

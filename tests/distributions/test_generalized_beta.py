@@ -10,6 +10,7 @@ import torch
 from law_helpers import INF, t64
 
 from mathkit.distributions import GeneralizedBeta
+from mathkit.losses import censored_nll
 
 mpmath.mp.dps = 50
 
@@ -95,3 +96,27 @@ def test_generalized_beta_cdf_matches_scipy_betainc_on_a_large_random_batch():
         assert sf[i] == pytest.approx(float(upper), rel=1e-11)
 
 
+
+
+def test_gradients_at_an_endpoint_are_finite_and_exact():
+    # a = 1: the density is finite at low, (b-1) log(1-u) - log B(a, b) - log(h - l) there; torch's
+    # xlogy differentiated (a-1)/u = 0/0 and gave NaN for low and high
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (1.0, 2.0, 0.0, 1.0)]
+    GeneralizedBeta(*params).log_prob(torch.tensor(0.0, dtype=torch.float64)).backward()
+    want = [sc.digamma(3.0) - sc.digamma(1.0), sc.digamma(3.0) - sc.digamma(2.0), 2.0, -1.0]  # (b-1)/(h-l) + 1/(h-l), -1/(h-l)
+    np.testing.assert_allclose([p.grad.item() for p in params], want, rtol=1e-12)
+
+
+def test_censored_points_at_the_ends_leave_the_exact_points_gradients():
+    # right-censored at low and left-censored at high contribute log 1 = 0: the gradient is the
+    # exact point's alone (the discarded log-densities there are infinite and must not give NaN)
+    def grads(y, right, left, n):
+        params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (2.0, 3.0, 0.0, 1.0)]
+        loss = censored_nll(GeneralizedBeta(*params), torch.tensor(y, dtype=torch.float64),
+                            torch.tensor(right), torch.tensor(left), reduction="sum") / n
+        loss.backward()
+        return [p.grad.item() for p in params]
+
+    got = grads([0.0, 0.3, 1.0], [True, False, False], [False, False, True], 3)
+    want = grads([0.3], [False], [False], 3)
+    np.testing.assert_allclose(got, want, rtol=1e-12)

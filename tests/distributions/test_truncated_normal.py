@@ -140,6 +140,19 @@ def test_icdf_brackets_the_50_digit_quantile(case):
         assert above >= high or log_q <= ref.log_cdf(above), (q, x)
 
 
+@pytest.mark.parametrize("low, high", [(-INF, -30.0), (-40.0, -30.0), (-INF, -10.0), (-INF, 0.0), (-35.0, 2.0)])
+def test_icdf_at_tiny_q_on_lower_tails_matches_50_digits(low, high):
+    # q * Z below float64's range (q = 1e-300 on (-inf, -30]) used to give -inf or low: the target
+    # probability is now taken to log space too, not only a tiny mass
+    d, ref = tn(0.0, 1.0, low, high), MpTruncNorm(0.0, 1.0, low, high)
+    for q in (1e-300, 1e-200, 1e-150, 1e-100, 1e-20):
+        log_target = mpmath.log(q) + mpmath.log(mp_mass(ref.a, ref.b))
+        if math.isfinite(low):
+            log_target = mpmath.log(mpmath.ncdf(ref.a) + mpmath.exp(log_target))
+        want = max(low, float(mpmath.findroot(lambda z: mpmath.log(mpmath.ncdf(z)) - log_target, -20.0)))
+        assert d.icdf(t64(q)).item() == pytest.approx(want, rel=1e-13), q
+
+
 # ================================================================ scipy test-suite values
 def test_scipy_truncnorm_tail_regressions():
     assert tn(0.0, 1.0, 13.0, 15.0).cdf(t64(14.0)).item() == pytest.approx(0.9999987259565643, rel=1e-14)
