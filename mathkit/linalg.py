@@ -81,9 +81,11 @@ def _expanded_sq_distances(X: torch.Tensor, Y: torch.Tensor, Xc: torch.Tensor, Y
     D.add_(nx[:, None])
     # Where the result is small next to the norms, the expansion's rounding dominates. Those
     # entries include the diagonal of a matrix against itself and every entry pushed below
-    # zero, so after the recomputation no entry is negative and the diagonal is exactly 0.
+    # zero, so after the recomputation no entry is negative and the diagonal is exactly 0. Norms
+    # beyond float64's range (coordinates ~1e154 from the centre) give inf - inf = NaN: redone too.
     with torch.no_grad():
-        i, j = torch.le(D - _RECOMPUTE_BELOW * ny, _RECOMPUTE_BELOW * nx[:, None]).nonzero(as_tuple=True)
+        small = torch.le(D - _RECOMPUTE_BELOW * ny, _RECOMPUTE_BELOW * nx[:, None])
+        i, j = small.logical_or_(torch.isnan(D)).nonzero(as_tuple=True)
     # (centring rounds each coordinate by ~u|x|, which would swamp a tiny difference)
     step = max(1, _BLOCK_ENTRIES // max(X.shape[1], 1))
     for start in range(0, len(i), step):

@@ -160,6 +160,17 @@ def test_gradients_finite_for_float32_and_large_offsets(d):
     assert torch.isfinite(X.grad).all()
 
 
+def test_norms_beyond_float64_range_still_give_exact_finite_distances():
+    # the expansion's squared norms overflow (inf - inf = NaN) for points ~1e154 from their centre;
+    # those entries are redone from differences: exact where the true value is finite, inf where not
+    a, gap = 1e154, 2.0**460
+    X = np.array([[a] * 5, [a + gap] * 5, [-a] * 5])
+    D = sq_distances(X)
+    assert D[0, 0] == D[1, 1] == D[2, 2] == 0.0
+    assert D[0, 1] == D[1, 0] == 5 * gap**2  # exact: powers of two
+    assert np.isinf(D[0, 2]) and np.isinf(D[1, 2]) and not np.isnan(D).any()
+
+
 def test_numpy_in_numpy_out_and_integers_promoted():
     X = np.arange(12).reshape(6, 2)
     D = sq_distances(X)

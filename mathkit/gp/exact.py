@@ -57,7 +57,8 @@ class ExactBackend(Backend):
                     K[rows, :stop] = self.kernel(self.X[rows], self.X[:stop], kt)
             K.diagonal().add_(noise + jitter * float(K.diagonal().mean()))
             if cholesky_(K):
-                if jitter:
+                if jitter and not getattr(self, "_warned_jitter", False):  # once per fit, not per evaluation
+                    self._warned_jitter = True
                     warnings.warn(f"kernel matrix needed jitter {jitter:g} x its mean diagonal to factor")
                 return K
         raise np.linalg.LinAlgError(

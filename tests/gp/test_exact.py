@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mathkit.data import simulate_smooth_regression
-from mathkit.gp import ExactBackend, Matern, Periodic, RBF
+from mathkit.gp import ExactBackend, GPRegressor, Matern, Periodic, RBF
 
 
 def _data(n, seed=0):
@@ -56,3 +56,11 @@ def test_exact_value_and_gradient_over_row_blocks_match_dense_autograd(learned_n
     dense.backward()
     assert value == pytest.approx(float(dense.detach()), rel=1e-12)
     np.testing.assert_allclose(grad.numpy(), th.grad.numpy(), rtol=1e-8, atol=1e-8)
+
+
+def test_jitter_is_reported_once_per_fit():
+    # a noise far below the kernel's rounding needs jitter at every evaluation: one warning, not one each
+    x = np.linspace(0.0, 1.0, 200)
+    with pytest.warns(UserWarning, match="needed jitter") as record:
+        GPRegressor(RBF(1.0), noise=1e-15).fit(x, np.sin(6 * x))
+    assert sum("needed jitter" in str(w.message) for w in record) == 1
