@@ -410,6 +410,10 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         if len(y) < 2:
             # one point has no spread to estimate: every scale parameter would run to 0
             raise ValueError(f"LikelihoodRegressor needs at least 2 samples, got {len(y)} sample")
+        if len(y) <= X.shape[1] + 1:
+            warnings.warn(f"{len(y)} samples for {X.shape[1] + 1} coefficients (with the intercept): the fit can "
+                          "interpolate them, so the likelihood has no maximum and a scale parameter runs towards 0",
+                          UserWarning, stacklevel=2)
         right = _as_mask("right_censored", right_censored, len(y))
         left = _as_mask("left_censored", left_censored, len(y))
         self._center = X.mean(axis=0)
@@ -524,9 +528,6 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
         _check_finite_y(y)
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, reset=False, ensure_all_finite=False)
         _check_finite("X", X)
-        if len(y) < 2:
-            # one point has no spread to estimate: every scale parameter would run to 0
-            raise ValueError(f"LikelihoodRegressor needs at least 2 samples, got {len(y)} sample")
         right = _as_mask("right_censored", right_censored, len(y))
         left = _as_mask("left_censored", left_censored, len(y))
         with torch.no_grad(), _no_validation():

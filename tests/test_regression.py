@@ -219,6 +219,8 @@ def test_numpy_and_torch_scalars_are_numbers():
 def test_too_few_points_raise_instead_of_fitting_nan():
     with pytest.raises(ValueError, match="at least 2 samples, got 1 sample"):
         LikelihoodRegressor().fit(np.array([[1.0, 2.0]]), np.array([3.0]))
+    with pytest.warns(UserWarning, match="3 samples for 3 coefficients"):
+        LikelihoodRegressor().fit(np.array([[1.0, 2.0], [2.0, 0.5], [0.0, 1.0]]), np.array([3.0, 1.0, 2.0]))
 
 
 def test_integer_inputs_are_promoted():
