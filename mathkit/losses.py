@@ -16,6 +16,7 @@ import torch
 from torch.distributions import Distribution, Normal
 
 from mathkit._checks import check_finite
+from mathkit._log_gamma import log_negative_binomial
 from mathkit.numerics import log_ndtr
 
 __all__ = ["gaussian_nll", "censored_nll", "log_cdf", "log_sf", "pinball_loss", "negative_binomial_nll"]
@@ -252,7 +253,11 @@ def negative_binomial_nll(y, mean, concentration, reduction: str = "mean") -> to
 
     .. math::
         -\log p(y) = -\log\Gamma(y + r) + \log\Gamma(r) + \log\Gamma(y + 1)
-                     + r \log\bigl(1 + \mu / r\bigr) - y \log\frac{\mu}{\mu + r}.
+                     + r \log\bigl(1 + \mu / r\bigr) - y \log\frac{\mu}{\mu + r},
+
+    evaluated in float64 (whatever the inputs' dtype) without the cancellation of those
+    ``lgamma`` terms (``mathkit._log_gamma.log_negative_binomial``), so that large counts and
+    large concentrations (the Poisson limit) keep their digits.
 
     Args:
         y: observed counts: finite, non-negative, integer-valued (any dtype; promoted to floating).
@@ -276,9 +281,6 @@ def negative_binomial_nll(y, mean, concentration, reduction: str = "mean") -> to
         check_finite(name, value)
         if not bool((value > 0).all()):
             raise ValueError(f"Expected parameter {name} of negative_binomial_nll to satisfy the constraint {name} > 0")
-    # log(mu / (mu + r)) = -log1p(r / mu): no cancellation for small or large mu
-    log_lik = (
-        torch.lgamma(y + r) - torch.lgamma(r) - torch.lgamma(y + 1)
-        - r * torch.log1p(mean / r) - y * torch.log1p(r / mean)
-    )
-    return _reduce(-log_lik, reduction)
+    # in float64 whatever the inputs' dtype (float32 rounds the terms of counts ~1e7 by whole nats)
+    log_lik = log_negative_binomial(*(t.to(torch.float64) for t in (y, mean, r)))
+    return _reduce(-log_lik, reduction).to(y.dtype)

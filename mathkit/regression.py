@@ -564,7 +564,9 @@ def conformal_quantile(scores, coverage: float) -> float:
     scores = as_float_array("scores", scores)
     if scores.ndim != 1 or scores.size == 0:
         raise ValueError(f"scores must be a non-empty one-dimensional array, got shape {scores.shape}")
-    rank = math.ceil((scores.size + 1) * coverage)
+    # (n + 1) c as the decimal c means: 100 * 0.55 is 55.000000000000007 in floating point
+    product = (scores.size + 1) * coverage
+    rank = math.ceil(product - 8 * math.ulp(product))
     return math.inf if rank > scores.size else float(np.partition(scores, rank - 1)[rank - 1])
 
 

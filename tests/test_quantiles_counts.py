@@ -6,6 +6,7 @@ statistics and simulated coverage of exchangeable data.
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 import scipy.stats as ss
@@ -82,6 +83,32 @@ def test_negative_binomial_nll_tends_to_poisson_and_has_finite_gradients():
     np.testing.assert_allclose(mean.grad.numpy(), ((mean - y) / mean).detach().numpy(), rtol=1e-6)
 
 
+def test_negative_binomial_nll_keeps_its_digits_for_large_counts_and_concentrations():
+    # lgamma(y + r) - lgamma(r) - lgamma(y + 1) cancels: at r = 1e15 (a Poisson) the textbook form
+    # was 0.7 nats off, at counts of 1e15 one nat; mpmath at 60 digits is the oracle
+    mpmath.mp.dps = 60
+
+    def exact(y, mu, r):
+        y, mu, r = mpmath.mpf(y), mpmath.mpf(mu), mpmath.mpf(r)
+        return float(-(mpmath.loggamma(y + r) - mpmath.loggamma(r) - mpmath.loggamma(y + 1)
+                       + r * mpmath.log(r / (r + mu)) + y * mpmath.log(mu / (r + mu))))
+
+    cases = [(y, mu, r) for y in (0, 1, 9, 10, 37, 1e3, 1e7, 1e15) for mu in (1e-3, 4.0, 12.0, 1e3, 1e15)
+             for r in (1e-8, 0.3, 9.9, 10.0, 1e4, 1e12, 1e15)]
+    y, mu, r = (torch.tensor(v, dtype=F64) for v in zip(*cases))
+    got = negative_binomial_nll(y, mu, r, reduction="none").numpy()
+    want = np.array([exact(*c) for c in cases])
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+    # float32 inputs are evaluated in float64: a negative-binomial loss is never negative
+    big = negative_binomial_nll(torch.tensor([1e7, 16777217.0]), torch.tensor([1e7, 1.6e7]),
+                                torch.tensor([100.0, 10.0]), reduction="none")
+    assert big.dtype == torch.float32
+    np.testing.assert_allclose(big.numpy(), [exact(1e7, 1e7, 100.0), exact(16777217.0, 1.6e7, 10.0)], rtol=1e-6)
+    # a tiny mean: -log p(0) = r log1p(mu / r) ~ mu, not 0 * inf = NaN
+    tiny = negative_binomial_nll(torch.tensor([0.0]), torch.tensor([1e-38]), torch.tensor([10.0]))
+    assert tiny.item() == pytest.approx(1e-38, rel=1e-5)
+
+
 def test_negative_binomial_nll_rejects_bad_input():
     with pytest.raises(ValueError, match="non-negative integer counts, got 1.5 at index 1"):
         negative_binomial_nll(torch.tensor([1.0, 1.5]), 1.0, 1.0)
@@ -105,6 +132,13 @@ def test_conformal_quantile_is_the_right_order_statistic():
             # brute force: the smallest score s with #{scores <= s} >= (n + 1) c
             ok = [s for s in np.sort(scores) if np.sum(scores <= s) >= (n + 1) * c]
             assert conformal_quantile(scores, c) == (ok[0] if ok else math.inf)
+
+
+def test_conformal_rank_is_read_from_the_decimal_coverage():
+    # (n + 1) c = 100 * 0.55 rounds to 55.000000000000007 in floating point: the rank is 55, not 56
+    scores = np.arange(1.0, 100.0)
+    assert conformal_quantile(scores, 0.55) == 55.0
+    assert conformal_quantile(scores, 0.56) == 56.0  # (100 * 0.56 = 56.00000000000001 too)
 
 
 def test_conformalized_interval_covers_exchangeable_data():

@@ -2,79 +2,14 @@ r"""The regularised incomplete beta function in log space, by its continued frac
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from mathkit._log_gamma import log_beta_kernel
 
 # a whole step of the continued fraction within this of 1 (a few ulp) counts as converged,
 # tested every _CF_CHECK_EVERY terms
 _CF_TOLERANCE = 1e-15
 _CF_CHECK_EVERY = 4
-
-
-#: coefficients B_{2k} / (2k (2k - 1)) of Stirling's series for lgamma, k = 1..8
-_STIRLING = (1 / 12, -1 / 360, 1 / 1260, -1 / 1680, 1 / 1188, -691 / 360360, 1 / 156, -3617 / 122400)
-#: from here on Stirling's series (8 terms: error below 1e-17) replaces lgamma differences
-_LARGE = 10.0
-
-
-def _stirling_remainder(z: torch.Tensor) -> torch.Tensor:
-    r""":math:`\ln\Gamma(z) - \big((z - \tfrac12)\ln z - z + \tfrac12\ln 2\pi\big)` for :math:`z \ge` ``_LARGE``."""
-    w = 1.0 / (z * z)
-    poly = torch.full_like(z, _STIRLING[-1])
-    for c in reversed(_STIRLING[:-1]):
-        poly = c + w * poly
-    return poly / z
-
-
-def _log1p_remainder(t: torch.Tensor, log1p_t: torch.Tensor) -> torch.Tensor:
-    r""":math:`t - \log(1 + t) \ge 0` for :math:`t > -1`, relatively exact near 0, where the difference
-    cancels: with :math:`r = t/(2+t)`, :math:`\log(1+t) = 2\,\mathrm{atanh}\,r`, so
-    :math:`t - \log(1+t) = 2r\big(r/(1-r) - \sum_{k \ge 1} r^{2k}/(2k+1)\big)` (nine terms for
-    :math:`|t| \le 1/4`); beyond, :math:`t` minus ``log1p_t``, the caller's :math:`\log(1+t)` (taken from
-    the factors of :math:`1 + t`: near :math:`t = -1` a rounded :math:`t` has lost it), at most a digit lost."""
-    small = t.abs() <= 0.25
-    r = torch.where(small, t, 0.0) / (2.0 + torch.where(small, t, 0.0))
-    w = r * r
-    series = torch.zeros_like(r)
-    for k in range(9, 0, -1):
-        series = w * (1.0 / (2 * k + 1) + series)
-    return torch.where(small, 2.0 * r * (r / (1.0 - r) - series), t - log1p_t)
-
-
-def log_beta_kernel(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r""":math:`a \log x + b \log(1-x) - \log B(a, b)` for :math:`0 < x < 1`, without the cancellation of
-    its large terms when :math:`a` or :math:`b` is large (``lgamma`` differences lose ~1e-16 of
-    :math:`a \ln a` each: 1e-10 at 1e6).
-
-    Both at least ``_LARGE`` (DiDonato & Morris 1992, the prefactor of TOMS 708): with
-    :math:`s = a + b` and :math:`n = xs - a`, Stirling's formula gives
-    :math:`-a\,\rho(n/a) - b\,\rho(-n/b) + \tfrac12\ln\frac{ab}{2\pi s} - \Delta`, where
-    :math:`\rho(t) = t - \log(1+t)` and :math:`\Delta` is the remainders' combination
-    :math:`c(a) + c(b) - c(s)`. One of them large (say :math:`b`): :math:`\ln\Gamma(b) - \ln\Gamma(s) =
-    -(b - \tfrac12)\,\mathrm{log1p}(a/b) - a \ln s + a + c(b) - c(s)`. Both small: ``lgamma``.
-    """
-    s = a + b
-    big_a, big_b = a >= _LARGE, b >= _LARGE
-    both = big_a & big_b
-    safe = [torch.where(both, v, _LARGE) for v in (a, b)]
-    a2, b2 = safe
-    n = x * (a2 + b2) - a2
-    # 1 + n/a = x s/a and 1 - n/b = (1-x) s/b, their logs from those factors
-    log_ratio_a = torch.log(x) + torch.log1p(b2 / a2)
-    log_ratio_b = torch.log1p(-x) + torch.log1p(a2 / b2)
-    stirling = (-a2 * _log1p_remainder(n / a2, log_ratio_a) - b2 * _log1p_remainder(-n / b2, log_ratio_b)
-                + 0.5 * torch.log(a2 * b2 / (2 * math.pi * (a2 + b2)))
-                - (_stirling_remainder(a2) + _stirling_remainder(b2) - _stirling_remainder(a2 + b2)))
-    # one large parameter, the other (``small``) below _LARGE: log B from lgamma(small) and the series
-    large = torch.where(big_b, b, a).clamp(min=_LARGE)
-    small = torch.where(big_b, a, b)
-    log_b_one = (torch.lgamma(small) - (large - 0.5) * torch.log1p(small / large) - small * torch.log(s) + small
-                 + _stirling_remainder(large) - _stirling_remainder(small + large))
-    log_b_small = torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(s)
-    log_b = torch.where(big_a | big_b, log_b_one, log_b_small)
-    plain = a * torch.log(x) + b * torch.log1p(-x) - log_b
-    return torch.where(both, stirling, plain)
 
 
 def log_betainc_cf(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, max_terms: int) -> torch.Tensor:
