@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
+
+
+def is_integer_number(value: object) -> bool:
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real_number(value: object) -> bool:
+    """A real number: a Python or numpy int or float (a grid search over ``np.arange`` hands numpy
+    scalars to estimators), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _index(flat: int, shape: tuple[int, ...]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mathkit._checks import as_float_array
+from mathkit._checks import as_float_array, is_real_number
 
 __all__ = ["reliability_bins", "expected_calibration_error", "expected_cost", "binary_report"]
 
@@ -56,7 +56,7 @@ def expected_cost(y, p, miss_cost: float) -> float:
     """Cost per item of flagging when ``p > 1 / (1 + miss_cost)``: ``miss_cost`` per missed
     positive, 1 per false alarm."""
     y, p = _labels_and_probabilities(y, p)
-    if not (isinstance(miss_cost, (int, float)) and np.isfinite(miss_cost) and miss_cost > 0):
+    if not (is_real_number(miss_cost) and np.isfinite(miss_cost) and miss_cost > 0):
         raise ValueError(f"miss_cost must be a finite positive number, got {miss_cost!r}")
     flag = p > 1.0 / (1.0 + miss_cost)
     return float(np.mean(miss_cost * (y == 1) * ~flag + (y == 0) * flag))

@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
 
-from mathkit._checks import as_float_array
+from mathkit._checks import as_float_array, is_real_number
 
 __all__ = ["DefectInspector", "inspection_features", "item_pose"]
 
@@ -175,7 +175,7 @@ class DefectInspector(ClassifierMixin, BaseEstimator):
         :func:`inspection_features` (computed once, they can be reused across fits; the
         same holds for every method below).
         """
-        if not (isinstance(self.C, (int, float)) and np.isfinite(self.C) and self.C > 0):
+        if not (is_real_number(self.C) and np.isfinite(self.C) and self.C > 0):
             raise ValueError(f"C must be a finite positive number, got {self.C!r}")
         features = self._features(X)
         y = np.asarray(y)

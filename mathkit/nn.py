@@ -44,7 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import Distribution, NegativeBinomial, Normal
 from tqdm import tqdm
 
-from mathkit._checks import as_float_array, check_finite
+from mathkit._checks import as_float_array, check_finite, is_real_number
 from mathkit.distributions import TruncatedNormal
 from mathkit.losses import censored_nll, gaussian_nll, negative_binomial_nll, pinball_loss
 
@@ -307,9 +307,11 @@ class SequenceForecaster(nn.Module):
 
     @torch.no_grad()
     def predict(self, windows: Windows) -> Tensor | Distribution:
-        """Forecasts for ``windows`` in the series' original units."""
+        """Forecasts for ``windows`` in the series' original units (windows of another floating
+        dtype follow the model's, as in :func:`fit`)."""
         self.eval()
-        return self.head.rescale(self(windows.inputs), windows.unit)
+        dtype = next(self.parameters()).dtype
+        return self.head.rescale(self(windows.inputs.to(dtype)), windows.unit.to(dtype))
 
 
 @dataclass(frozen=True)
@@ -504,12 +506,16 @@ def _likely_cause(model: SequenceForecaster, windows: Windows, name: str, index:
     with torch.no_grad():
         output = model(windows.inputs)
     if isinstance(output, Distribution):
-        outside = ~output.support.check(windows.target) & ~windows.right_censored
+        target = windows.target
+        if getattr(model.head, "counts", False):
+            # a count law is on the counts themselves, as in SequenceForecaster.loss
+            output, target = model.head.rescale(output, windows.unit), torch.round(windows.target * windows.unit)
+        outside = ~output.support.check(target) & ~windows.right_censored
         if bool(outside.any()):
             i = int(torch.nonzero(outside)[0])
             return (
                 f"a target outside the head's support: {name}.target[{int(index[i])}] = "
-                f"{windows.target[i].item():.6g} (series {int(windows.series[i])}, time {int(windows.time[i])}) "
+                f"{target[i].item():.6g} (series {int(windows.series[i])}, time {int(windows.time[i])}) "
                 f"has zero density under the {type(output).__name__} law"
             )
     parameters_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
@@ -593,9 +599,9 @@ def fit(
     for setting, value in (("epochs", epochs), ("patience", patience), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{setting} must be a positive integer, got {value!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    if not (is_real_number(lr) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm > 0):
+    if not (is_real_number(max_grad_norm) and max_grad_norm > 0):
         raise ValueError(f"max_grad_norm must be a positive number (inf: no clipping), got {max_grad_norm!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -1112,12 +1118,13 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def _check_settings(self) -> None:
         for setting in ("epochs", "patience", "batch_size", "random_state"):
             value = getattr(self, setting)
-            minimum = 0 if setting == "random_state" else 1
+            # batch norm needs two images per batch in training: batches of one would all be skipped
+            minimum = {"random_state": 0, "batch_size": 2}.get(setting, 1)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise ValueError(f"{setting} must be an integer of at least {minimum}, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not (is_real_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
-        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+        if not (is_real_number(self.val_fraction) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction!r}")
 
     def fit(self, X, y) -> CNNClassifier:
@@ -1133,6 +1140,11 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if self.classes_.size != 2:
             raise ValueError(f"y must hold exactly two classes (good, defective), got {self.classes_[:5]!r}")
         target = torch.as_tensor(y == self.classes_[1], dtype=torch.float32)
+        counts = [int((target == label).sum()) for label in (0.0, 1.0)]
+        if min(counts) < 2:
+            # one image of a class leaves the validation part without it (or empty): its loss is NaN
+            raise ValueError(f"y must hold at least 2 images of each class (one for the validation part), got "
+                             f"{counts[0]} of {self.classes_[0]!r} and {counts[1]} of {self.classes_[1]!r}")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
             generator = torch.Generator().manual_seed(self.random_state)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch.distributions import Distribution, Normal, constraints, transform_to
 
-from mathkit._checks import as_float_array
+from mathkit._checks import as_float_array, is_integer_number, is_real_number
 from mathkit.distributions import GeneralizedBeta, TruncatedNormal
 from mathkit.losses import censored_nll
 
@@ -270,11 +269,6 @@ class _Layout:
         return theta
 
 
-def _is_real(value: object) -> bool:
-    """A real number (Python or numpy scalar), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _log_likelihood(dist: Distribution, y: torch.Tensor, right, left) -> torch.Tensor:
     """Per-point censored log-likelihood; an exact point outside the support gives -inf."""
     log_lik = -censored_nll(dist, y, right, left, reduction="none")
@@ -381,12 +375,11 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         # numbers.Real admits numpy scalars (a GridSearchCV over np.arange); bool is not a number here
-        if not (_is_real(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0):
+        if not (is_real_number(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0):
             raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
-        if not (isinstance(self.max_iter, numbers.Integral) and not isinstance(self.max_iter, bool)
-                and self.max_iter >= 1):
+        if not (is_integer_number(self.max_iter) and self.max_iter >= 1):
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
-        if not (_is_real(self.tol) and self.tol > 0):
+        if not (is_real_number(self.tol) and self.tol > 0):
             raise ValueError(f"tol must be a positive number, got {self.tol!r}")
 
     def fit(self, X, y, right_censored=None, left_censored=None) -> LikelihoodRegressor:
@@ -502,7 +495,7 @@ class LikelihoodRegressor(RegressorMixin, BaseEstimator):
             return dist.mean.numpy()
         if isinstance(quantile, (np.ndarray, torch.Tensor)) and quantile.ndim == 0:
             quantile = quantile.item()  # a 0-d array or tensor is a number
-        if not (_is_real(quantile) and 0 < quantile < 1):
+        if not (is_real_number(quantile) and 0 < quantile < 1):
             raise ValueError(f"quantile must be a number in (0, 1), got {quantile!r}")
         q = torch.full(dist.batch_shape, float(quantile), dtype=_F64)
         with torch.no_grad():

@@ -122,3 +122,10 @@ def test_scores_bad_input(y, p, match):
         binary_report(y, p)
     with pytest.raises(ValueError, match="miss_cost must be"):
         expected_cost([0, 1], [0.1, 0.2], miss_cost=0)
+    with pytest.raises(ValueError, match="miss_cost must be"):
+        expected_cost([0, 1], [0.1, 0.2], miss_cost=True)
+
+
+def test_numpy_scalars_are_numbers():
+    y, p = [0, 1, 1, 0], [0.1, 0.9, 0.3, 0.6]
+    assert expected_cost(y, p, np.float32(5.0)) == expected_cost(y, p, 5.0) == expected_cost(y, p, np.int64(5))

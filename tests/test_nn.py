@@ -8,7 +8,6 @@ import torch
 from scipy import stats
 
 from mathkit import nn as mnn
-from mathkit.distributions import TruncatedNormal
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -364,6 +363,27 @@ def test_fit_promotes_integer_targets_and_follows_the_model_dtype():
     assert histories[0].train_loss == pytest.approx(histories[1].train_loss, rel=1e-6)
     with pytest.raises(ValueError, match="patience"):
         mnn.fit(model, w, w, patience=0)
+
+
+def test_predict_follows_the_model_dtype_as_fit_does():
+    w = _iid_windows(60, 3.0, 1.0, 10.0, 0)
+    torch.manual_seed(0)
+    model = mnn.SequenceForecaster(1, "gaussian", hidden_size=4)
+    wide = _with(w, inputs=w.inputs.double(), unit=w.unit.double())
+    mnn.fit(model, wide, wide, epochs=1, progress=False)
+    torch.testing.assert_close(model.predict(wide).mean, model.predict(w).mean)
+
+
+def test_count_head_failures_are_not_blamed_on_valid_counts():
+    # a count law is on target * unit: a valid count was reported as "outside the head's support"
+    values = np.abs(np.random.default_rng(1).normal(5.0, 2.0, (3, 60))).round()
+    w = mnn.make_windows(values, window=8, unit=values.mean(1))
+    model = mnn.SequenceForecaster(1, "negbin", hidden_size=8)
+    with torch.no_grad():
+        model.head.linear.bias.fill_(math.nan)
+    with pytest.raises(ValueError, match="the weights are no longer finite") as caught:
+        mnn.fit(model, w.between(0, 45), w.between(45, 60), epochs=1, progress=False)
+    assert "outside the head's support" not in str(caught.value)
 
 
 def test_min_scale_must_be_positive():

@@ -81,6 +81,10 @@ def test_learns_a_visible_signal_and_behaves_like_a_classifier():
         (np.zeros((6, 16, 16)), [0, 1] * 3, dict(epochs=0), ValueError, "epochs must be an integer of at least 1"),
         (np.zeros((6, 16, 16)), [0, 1] * 3, dict(val_fraction=1.0), ValueError, "val_fraction must lie"),
         (np.array([["a"] * 16] * 16 * 6).reshape(6, 16, 16), [0, 1] * 3, {}, TypeError, "X must hold real numbers"),
+        # batches of one cannot be batch-normalised: every one was skipped, the model never trained
+        (np.zeros((6, 16, 16)), [0, 1] * 3, dict(batch_size=1), ValueError, "batch_size must be an integer of at least 2"),
+        # one image of a class leaves nothing of it to validate on (the loss was NaN)
+        (np.zeros((3, 16, 16)), [0, 1, 1], {}, ValueError, "at least 2 images of each class"),
     ],
 )
 def test_bad_input(X, y, kwargs, error, match):

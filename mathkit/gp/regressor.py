@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from mathkit._checks import is_integer_number, is_real_number
 from mathkit.gp.backend import LOG_BOUNDS, as_float64
 from mathkit.gp.cg import CGBackend
 from mathkit.gp.exact import ExactBackend
@@ -141,7 +141,7 @@ class GPRegressor(RegressorMixin, BaseEstimator):
         if self.kernel is not None and not isinstance(self.kernel, Kernel):
             raise TypeError(f"kernel must be a mathkit.gp Kernel, got {type(self.kernel).__name__}")
         if self.noise is not None:
-            if not (_is_real(self.noise) and math.isfinite(self.noise) and self.noise > 0):
+            if not (is_real_number(self.noise) and math.isfinite(self.noise) and self.noise > 0):
                 raise ValueError(f"noise must be None (learned) or a positive finite variance, got {self.noise}")
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
@@ -151,16 +151,16 @@ class GPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"normalize_y must be True or False, got {self.normalize_y!r}")
         sizes = self.subset_sizes
         if not (isinstance(sizes, (tuple, list)) and len(sizes) > 0
-                and all(_is_int(s) and s >= 2 for s in sizes)):
+                and all(is_integer_number(s) and s >= 2 for s in sizes)):
             raise ValueError(f"subset_sizes must be a non-empty tuple of integers >= 2, got {sizes!r}")
         for name in ("refine_steps", "n_probes", "precond_rank", "max_cg_iter"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= (0 if name == "refine_steps" else 1)):
+            if not (is_integer_number(value) and value >= (0 if name == "refine_steps" else 1)):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'refine_steps' else 'positive'} "
                                  f"integer, got {value!r}")
-        if not (_is_real(self.cg_tol) and 0 < self.cg_tol < 1):
+        if not (is_real_number(self.cg_tol) and 0 < self.cg_tol < 1):
             raise ValueError(f"cg_tol must be a number in (0, 1), got {self.cg_tol!r}")
-        if not _is_int(self.random_state):
+        if not is_integer_number(self.random_state):
             raise ValueError(f"random_state must be an integer seed, got {self.random_state!r}")
 
     def _resolve_method(self, X: torch.Tensor, kernel: Kernel) -> str:
@@ -271,14 +271,6 @@ class GPRegressor(RegressorMixin, BaseEstimator):
         :math:`y \\mapsto (y - \\bar y) / s_y`."""
         check_is_fitted(self)
         return float(self.backend_.lml) - len(self.X_train_) * math.log(self._units.y_scale)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _as_1d(y):
