@@ -488,6 +488,14 @@ def check_finite_loss(loss: Tensor, step: int, history=None) -> None:
         )
 
 
+def _check_lr_fits(lr: float, dtype: torch.dtype) -> None:
+    """Adam's first step is ``lr / (1 - beta1) = 10 lr``, computed in the weights' dtype: beyond its
+    range torch fails with an overflow error that names neither ``lr`` nor the dtype."""
+    limit = torch.finfo(dtype).max / 10
+    if lr > limit:
+        raise ValueError(f"lr must be below {limit:.3g} for {dtype} weights (Adam's first step is 10 lr), got {lr!r}")
+
+
 def _checked_windows(name: str, windows: Windows, dtype: torch.dtype) -> Windows:
     """``windows`` with finite floating inputs, targets and units in the model's ``dtype``, or a clear error."""
     if not isinstance(windows, Windows):
@@ -606,6 +614,7 @@ def fit(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     dtype = next(model.parameters()).dtype
+    _check_lr_fits(lr, dtype)
     train, val = _checked_windows("train", train, dtype), _checked_windows("val", val, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = TrainingHistory()
@@ -1124,13 +1133,14 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{setting} must be an integer of at least {minimum}, got {value!r}")
         if not (is_real_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        _check_lr_fits(self.lr, torch.float32)
         if not (is_real_number(self.val_fraction) and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {self.val_fraction!r}")
 
     def fit(self, X, y) -> CNNClassifier:
         """Train on frames ``X`` ``(n, height, width)`` with binary labels ``y`` ``(n,)``."""
         self._check_settings()
-        images = _as_frames("X", X)
+        images = _as_frames("X", X, len(self.channels))
         y = np.asarray(y)
         if y.shape != (images.shape[0],):
             raise ValueError(f"y must have shape ({images.shape[0]},) to match X, got {y.shape}")
@@ -1193,7 +1203,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """Log-odds of a defect for each frame, ``(n,)``."""
         check_is_fitted(self)
-        images = _as_frames("X", X)
+        images = _as_frames("X", X, len(self.channels))
         with torch.no_grad():
             return torch.cat([self.model_(chunk) for chunk in images.split(512)]).double().numpy()
 
@@ -1208,13 +1218,17 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[positive.astype(int)]
 
 
-def _as_frames(name: str, X) -> Tensor:
-    """``X`` as a finite float32 ``(n, height, width)`` tensor (sides >= 8), or an error naming ``name``."""
+def _as_frames(name: str, X, blocks: int) -> Tensor:
+    """``X`` as a finite float32 ``(n, height, width)`` tensor with sides of at least 8 and
+    ``2 ** blocks`` (each pooling block halves them), or an error naming ``name``."""
     array = as_float_array(name, X)
-    if array.ndim != 3 or array.shape[0] < 1 or min(array.shape[1:]) < 8:
-        raise ValueError(f"{name} must have shape (n_images, height, width) with n_images >= 1 and sides >= 8, "
-                         f"got {array.shape}")
-    return torch.as_tensor(array, dtype=torch.float32)
+    side = max(8, 2**blocks)
+    if array.ndim != 3 or array.shape[0] < 1 or min(array.shape[1:]) < side:
+        raise ValueError(f"{name} must have shape (n_images, height, width) with n_images >= 1 and sides >= {side} "
+                         f"({blocks} pooling blocks halve them), got {array.shape}")
+    frames = torch.as_tensor(array, dtype=torch.float32)
+    check_finite(f"{name} in float32 (the network's dtype)", frames)
+    return frames
 
 
 def _stratified_split(target: Tensor, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:

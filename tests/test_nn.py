@@ -351,6 +351,14 @@ def test_fit_blames_a_learning_rate_too_large():
         mnn.fit(model, w, w, lr=1e30, epochs=3, progress=False)
 
 
+def test_fit_names_a_learning_rate_beyond_the_weights_range():
+    # Adam's first step, 10 lr, overflowed float32 inside torch with an error naming neither
+    w = _iid_windows(40, 1.0, 1.0, 10.0, 0)
+    model = mnn.SequenceForecaster(1, "point", hidden_size=4)
+    with pytest.raises(ValueError, match=r"lr must be below 3.4e\+37 for torch.float32 weights"):
+        mnn.fit(model, w, w, lr=1e38, progress=False)
+
+
 def test_fit_promotes_integer_targets_and_follows_the_model_dtype():
     w = _iid_windows(60, 3.0, 1.0, 10.0, 0)
     counts = _with(w, target=w.target.round().long(), inputs=w.inputs.double())

@@ -85,6 +85,10 @@ def test_learns_a_visible_signal_and_behaves_like_a_classifier():
         (np.zeros((6, 16, 16)), [0, 1] * 3, dict(batch_size=1), ValueError, "batch_size must be an integer of at least 2"),
         # one image of a class leaves nothing of it to validate on (the loss was NaN)
         (np.zeros((3, 16, 16)), [0, 1, 1], {}, ValueError, "at least 2 images of each class"),
+        # four pooling blocks halve 8 x 8 frames to nothing (torch failed inside)
+        (np.zeros((6, 8, 8)), [0, 1] * 3, dict(channels=(4, 4, 4, 4)), ValueError, "sides >= 16"),
+        (np.zeros((6, 16, 16)), [0, 1] * 3, dict(lr=1e38), ValueError, "lr must be below"),
+        (np.full((6, 16, 16), 1e39), [0, 1] * 3, {}, ValueError, "X in float32 .* must be finite, got inf"),
     ],
 )
 def test_bad_input(X, y, kwargs, error, match):
