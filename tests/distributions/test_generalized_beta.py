@@ -140,3 +140,16 @@ def test_tails_keep_their_digits_at_large_concentrations(a, b, u):
     x = t64(u).requires_grad_(True)
     d.log_cdf(x).backward()
     assert x.grad.item() == pytest.approx(math.exp(d.log_prob(t64(u)).item() - want_cdf), rel=1e-6)
+
+
+@pytest.mark.parametrize("a, b, points", [(1e-3, 1e5, [1e-7, 1e-6, 1e-5]), (1e5, 1e5, [0.498, 0.5, 0.5013]),
+                                          (1e6, 1e6, [0.4995, 0.5]), (30.0, 12.0, [0.6, 0.8]), (1e6, 2.0, [0.999995])])
+def test_density_keeps_its_digits_at_large_concentrations(a, b, points):
+    # (a-1) log u + (b-1) log(1-u) - log B(a, b): terms of 1e6 cancelling to a few units; 50 digits
+    def exact(u):
+        a_, b_, u_ = mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(u)
+        return float((a_ - 1) * mpmath.log(u_) + (b_ - 1) * mpmath.log1p(-u_)
+                     - (mpmath.loggamma(a_) + mpmath.loggamma(b_) - mpmath.loggamma(a_ + b_)))
+
+    got = GeneralizedBeta(t64(a), t64(b)).log_prob(t64(points)).numpy()
+    np.testing.assert_allclose(got, [exact(u) for u in points], rtol=1e-13, atol=1e-13)
