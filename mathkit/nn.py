@@ -44,7 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.distributions import Distribution, NegativeBinomial, Normal
 from tqdm import tqdm
 
-from mathkit._checks import as_float_array, check_finite, is_real_number
+from mathkit._checks import as_float_array, check_finite, is_integer_number, is_real_number
 from mathkit.distributions import TruncatedNormal
 from mathkit.losses import censored_nll, gaussian_nll, negative_binomial_nll, pinball_loss
 
@@ -279,7 +279,7 @@ class SequenceForecaster(nn.Module):
         if cell not in cells:
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         for name, value in (("n_inputs", n_inputs), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_integer_number(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(head, str):
             if head not in HEADS:
@@ -605,7 +605,7 @@ def fit(
         TypeError: ``train``/``val`` not :class:`Windows`, ``generator`` not a ``torch.Generator``.
     """
     for setting, value in (("epochs", epochs), ("patience", patience), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not is_integer_number(value) or value < 1:
             raise ValueError(f"{setting} must be a positive integer, got {value!r}")
     if not (is_real_number(lr) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
@@ -1129,7 +1129,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
             value = getattr(self, setting)
             # batch norm needs two images per batch in training: batches of one would all be skipped
             minimum = {"random_state": 0, "batch_size": 2}.get(setting, 1)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            if not is_integer_number(value) or value < minimum:
                 raise ValueError(f"{setting} must be an integer of at least {minimum}, got {value!r}")
         if not (is_real_number(self.lr) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")

@@ -111,7 +111,7 @@ def test_output_type_follows_predict_input():
     np.testing.assert_allclose(tensor_mean.numpy(), mean, rtol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["cholesky", "cg", "ski"])
+@pytest.mark.parametrize("method", ["cg", "ski"])  # (the exact fit is the oracle)
 def test_a_fixed_noise_is_fitted_around(method):
     # with the noise fixed its term of the stochastic gradient is a constant (CG used to call
     # backward on it and fail); the fit must match the exact one at the same noise
